@@ -1,0 +1,283 @@
+"""The one typed view of ``params.yaml``.
+
+Every value the pipeline uses is declared here as a frozen dataclass field that mirrors
+``params.yaml`` key for key. Nothing has a default: a value written here would be a
+second source of truth. :func:`load` rejects unknown keys, missing keys and wrong types
+with a message that names the file, the key, its section and the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+Cell = Literal["lstm", "gru"]
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the file and the key."""
+
+
+# --- sources -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    url: str
+    sha256: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class Sources:
+    nmt: Source
+    charlm: Source
+    forecast: Source
+
+
+# --- translation ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Paths:
+    """Where a workload's prepared data, models, metrics, plots and samples go."""
+
+    prepared: str
+    models: str
+    metrics: str
+    plots: str
+    samples: str
+
+
+@dataclass(frozen=True)
+class NmtData:
+    seed: int
+    level: Literal["word", "char"]
+    lowercase: bool
+    max_len: int
+    max_pairs: int
+    valid_size: int
+    test_size: int
+    min_freq: int
+    buckets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NmtModel:
+    cells: tuple[Cell, ...]
+    embed: int
+    hidden: int
+    layers: int
+    bidirectional: bool
+    attention: Literal["luong", "none"]
+    dropout: float
+
+
+@dataclass(frozen=True)
+class TrainLoop:
+    seed: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+    clip_norm: float
+    log_every: int
+
+
+@dataclass(frozen=True)
+class NmtDecode:
+    max_len_factor: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Nmt:
+    paths: Paths
+    data: NmtData
+    model: NmtModel
+    train: TrainLoop
+    decode: NmtDecode
+
+
+# --- character LM --------------------------------------------------------------------
+@dataclass(frozen=True)
+class CharlmData:
+    valid_fraction: float
+
+
+@dataclass(frozen=True)
+class CharlmModel:
+    cells: tuple[Cell, ...]
+    embed: int
+    hidden: int
+    layers: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class CharlmTrain:
+    seed: int
+    steps: int
+    batch_size: int
+    seq_len: int
+    learning_rate: float
+    clip_norm: float
+    log_every: int
+
+
+@dataclass(frozen=True)
+class CharlmSample:
+    seed: int
+    prime: str
+    length: int
+    temperature: float
+    top_k: int
+
+
+@dataclass(frozen=True)
+class Charlm:
+    paths: Paths
+    data: CharlmData
+    model: CharlmModel
+    train: CharlmTrain
+    sample: CharlmSample
+
+
+# --- forecaster ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ForecastPaths:
+    prepared: str
+    models: str
+    metrics: str
+    plots: str
+
+
+@dataclass(frozen=True)
+class ForecastData:
+    features: tuple[Literal["close"], ...]
+    input_len: int
+    output_len: int
+    stride: int
+    test_fraction: float
+
+
+@dataclass(frozen=True)
+class ForecastModel:
+    cells: tuple[Cell, ...]
+    hidden: int
+    layers: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class ForecastTrain:
+    seed: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+    clip_norm: float
+    weight_decay: float
+    log_every: int
+
+
+@dataclass(frozen=True)
+class ForecastEvaluate:
+    plot_windows: int
+
+
+@dataclass(frozen=True)
+class Forecast:
+    paths: ForecastPaths
+    data: ForecastData
+    model: ForecastModel
+    train: ForecastTrain
+    evaluate: ForecastEvaluate
+
+
+@dataclass(frozen=True)
+class Params:
+    sources: Sources
+    nmt: Nmt
+    charlm: Charlm
+    forecast: Forecast
+
+
+# --- loading -------------------------------------------------------------------------
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raises :class:`ParamsError` naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: Any, source: str = "params.yaml") -> Params:
+    """Build :class:`Params` from an already-parsed mapping (tests use this)."""
+    return _build(Params, raw, section="", source=source)
+
+
+def _build(cls: type, raw: Any, section: str, source: str) -> Any:
+    where = f"section '{section}'" if section else "the top level"
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    valid = ", ".join(fields)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ParamsError(
+                f"{source}: unknown key '{key}' in {where}{hint}; valid keys: {valid}"
+            )
+    missing = [name for name in fields if name not in raw]
+    if missing:
+        raise ParamsError(
+            f"{source}: missing key '{missing[0]}' in {where}; valid keys: {valid}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {
+        name: _coerce(hints[name], raw[name], _join(section, name), source) for name in fields
+    }
+    return cls(**values)
+
+
+def _join(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert lists to tuples."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, source)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(inner[0], value, key, source)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ParamsError(
+                f"{source}: '{key}' is {value!r}; expected one of {', '.join(map(str, choices))}"
+            )
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not value:
+            raise ParamsError(f"{source}: '{key}' must be a non-empty list, got {value!r}")
+        (item_tp, _) = typing.get_args(tp)
+        return tuple(_coerce(item_tp, v, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ParamsError(
+            f"{source}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
