@@ -1,0 +1,54 @@
+"""Scores: sacrebleu BLEU/chrF with signatures, bits per character, forecast errors."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import sacrebleu
+
+
+def bleu_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float | str]:
+    """Corpus BLEU (13a tokenisation) and chrF of detokenised text, with signatures.
+
+    Args:
+        hyps: one detokenised hypothesis per segment.
+        refs: reference *streams*, each with one reference per segment.
+
+    The signature pins every setting that changes the number (tokeniser, smoothing,
+    case, version), so scores are only compared when their signatures match.
+    """
+    for stream in refs:
+        if len(stream) != len(hyps):
+            raise ValueError(f"{len(hyps)} hypotheses for {len(stream)} references")
+    streams = [list(stream) for stream in refs]
+    bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+    b = bleu.corpus_score(list(hyps), streams)
+    c = chrf.corpus_score(list(hyps), streams)
+    return {
+        "bleu": round(b.score, 4),
+        "chrf": round(c.score, 4),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def bits_per_char(nats: float) -> float:
+    """Convert a mean loss in nats per character to bits per character."""
+    return nats / math.log(2.0)
+
+
+def forecast_errors(pred: np.ndarray, true: np.ndarray, axis=None) -> dict[str, np.ndarray]:
+    """MAE, RMSE and MAPE (percent) of ``pred`` against ``true``, in price units.
+
+    Args:
+        pred, true: <float>[windows, horizon].
+        axis: None for one number over everything, 0 for one per horizon step.
+    """
+    err = pred - true
+    return {
+        "mae": np.mean(np.abs(err), axis=axis),
+        "rmse": np.sqrt(np.mean(np.square(err), axis=axis)),
+        "mape": 100.0 * np.mean(np.abs(err) / np.abs(true), axis=axis),
+    }

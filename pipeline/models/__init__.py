@@ -1,0 +1,1 @@
+"""Flax modules only: no I/O, no params.yaml. Configuration comes in as fields."""

@@ -1,0 +1,42 @@
+"""Character language model: embedding -> stacked LSTM/GRU -> softmax."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+from pipeline.models.rnn import Cell, StackedRNN
+
+
+class CharLM(nn.Module):
+    """``(tokens, carries) -> (carries, logits)``; the carry continues across windows."""
+
+    vocab: int
+    cell: Cell
+    embed: int
+    hidden: int
+    layers: int
+    dropout: float
+
+    def setup(self):
+        self.embedding = nn.Embed(self.vocab, self.embed)
+        self.rnn = StackedRNN(self.cell, self.hidden, self.layers, self.dropout)
+        self.drop = nn.Dropout(self.dropout)
+        self.project = nn.Dense(self.vocab)
+
+    def __call__(self, tokens, carries, train: bool = False):
+        """
+        Args:
+            tokens: <int32>[batch, time].
+            carries: one carry per layer (see :func:`pipeline.models.rnn.initial_carries`).
+
+        Returns:
+            ``(carries, logits <f32>[batch, time, vocab])``.
+        """
+        x = self.embedding(tokens)
+        carries, h = self.rnn(x, None, carries, train=train)
+        return carries, self.project(self.drop(h, deterministic=not train))
+
+    def step(self, carries, token):
+        """One sampling step: ``token`` <int32>[batch] -> (carries, logits <f32>[batch, V])."""
+        carries, logits = self(token[:, None], carries)
+        return carries, logits[:, 0]
+

@@ -1,0 +1,50 @@
+"""Pictures a person would rather look at than read. Saved atomically as PNG."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline.artifacts import atomic_path  # noqa: E402
+
+
+def save_forecasts(
+    target: str | Path,
+    dates: np.ndarray,
+    close: np.ndarray,
+    starts: np.ndarray,
+    input_len: int,
+    pred: np.ndarray,
+    naive: np.ndarray,
+    title: str,
+) -> None:
+    """Plot the true series around each shown window with the model and naive forecasts.
+
+    Args:
+        dates: <str>[days] ISO dates; close: <float>[days] the forecast series.
+        starts: <int>[k] window starts; pred, naive: <float>[k, horizon].
+    """
+    horizon = pred.shape[1]
+    days = np.array([dt.date.fromisoformat(d) for d in dates])
+    fig, axes = plt.subplots(len(starts), 1, figsize=(9, 2.6 * len(starts)), squeeze=False)
+    for ax, start, p, n in zip(axes[:, 0], starts, pred, naive):
+        span = slice(start, start + input_len + horizon)
+        future = days[start + input_len : start + input_len + horizon]
+        ax.plot(days[span], close[span], color="black", lw=1.2, label="truth")
+        ax.plot(future, p, color="tab:blue", lw=1.5, label="model")
+        ax.plot(future, n, color="tab:orange", lw=1.0, ls="--", label="naive (last value)")
+        ax.axvline(days[start + input_len - 1], color="grey", lw=0.8, ls=":")
+        ax.set_ylabel("USD")
+    axes[0, 0].set_title(title)
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

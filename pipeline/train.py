@@ -1,0 +1,161 @@
+"""Training machinery shared by the three workloads.
+
+A loss function has one signature everywhere::
+
+    loss_fn(params, batch, carry, key, train) -> (mean_loss, (carry, stats))
+
+``carry`` is the recurrent state carried between batches (the char LM's truncated BPTT)
+or ``None``; ``stats`` holds the loss ``sum`` and the ``count`` it is averaged over, so
+evaluation can average exactly across batches of unequal padding. ``train_step`` and
+``eval_step`` are jitted once per batch shape; configuration is bound by closure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from tqdm.auto import tqdm
+
+from pipeline.models.rnn import initial_carries
+
+TrainState = train_state.TrainState
+LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
+
+
+def make_optimizer(learning_rate: float, clip_norm: float, weight_decay: float = 0.0):
+    """Adam after global-norm clipping; ``weight_decay`` adds an L2 term to the gradient."""
+    parts = [optax.clip_by_global_norm(clip_norm)]
+    if weight_decay > 0:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(optax.adam(learning_rate))
+    return optax.chain(*parts)
+
+
+def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """Summed cross-entropy over positions where ``mask`` is True.
+
+    Args:
+        logits: <f32>[batch, time, vocab]; targets: <int32>[batch, time];
+        mask: <bool>[batch, time].
+    """
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    mask = mask.astype(nll.dtype)
+    return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask)}
+
+
+def nmt_loss(model) -> LossFn:
+    """Teacher-forced token cross-entropy; padding beyond ``trg_len`` is masked."""
+
+    def loss_fn(params, batch, carry, key, train):
+        trg = batch["trg"]
+        logits = model.apply(
+            {"params": params}, batch["src"], batch["src_len"], trg[:, :-1], train=train,
+            rngs={"dropout": key},
+        )
+        mask = jnp.arange(trg.shape[1] - 1)[None, :] < batch["trg_len"][:, None]
+        stats = masked_xent(logits, trg[:, 1:], mask)
+        return stats["sum"] / jnp.maximum(stats["count"], 1.0), (carry, stats)
+
+    return loss_fn
+
+
+def charlm_loss(model) -> LossFn:
+    """Next-character cross-entropy; the carry continues from the previous window.
+
+    ``batch["reset"]`` (a scalar bool) zeroes the carry at an epoch boundary. The
+    returned carry is cut from the graph: gradients stop at the window edge.
+    """
+
+    def loss_fn(params, batch, carry, key, train):
+        zeros = initial_carries(model.cell, model.layers, model.hidden, batch["inputs"].shape[0])
+        carry = jax.tree_util.tree_map(
+            lambda z, c: jnp.where(batch["reset"], z, c), zeros, carry
+        )
+        carry, logits = model.apply(
+            {"params": params}, batch["inputs"], carry, train=train, rngs={"dropout": key}
+        )
+        stats = masked_xent(logits, batch["targets"], jnp.ones(batch["targets"].shape, bool))
+        carry = jax.lax.stop_gradient(carry)
+        return stats["sum"] / stats["count"], (carry, stats)
+
+    return loss_fn
+
+
+def forecast_loss(model) -> LossFn:
+    """Mean absolute error in each window's normalised units.
+
+    Per-window scaling makes targets heavy-tailed (a flat input window followed by a
+    jump gives |target| in the hundreds); squared error lets those few windows dominate
+    training, absolute error does not, and it is the metric the forecaster is judged by.
+    """
+
+    def loss_fn(params, batch, carry, key, train):
+        pred = model.apply({"params": params}, batch["inputs"], train=train, rngs={"dropout": key})
+        err = jnp.abs(pred - batch["targets"])
+        stats = {"sum": jnp.sum(err), "count": jnp.asarray(err.size, jnp.float32)}
+        return stats["sum"] / stats["count"], (carry, stats)
+
+    return loss_fn
+
+
+def make_train_step(loss_fn: LossFn):
+    """``train_step(state, batch, carry, key) -> (state, carry, loss)``, jitted."""
+
+    def train_step(state: TrainState, batch, carry, key):
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (carry, _)), grads = grad_fn(state.params, batch, carry, key, True)
+        return state.apply_gradients(grads=grads), carry, loss
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_eval_step(loss_fn: LossFn):
+    """``eval_step(params, batch, carry) -> (carry, stats)``, jitted, no dropout."""
+
+    def eval_step(params, batch, carry):
+        _, (carry, stats) = loss_fn(params, batch, carry, jax.random.key(0), False)
+        return carry, stats
+
+    return jax.jit(eval_step)
+
+
+def create_state(model, key: jax.Array, tx, *example_inputs) -> TrainState:
+    """Initialise parameters from ``key`` by tracing the model on example inputs."""
+    params = model.init({"params": key}, *example_inputs)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def fit(
+    state: TrainState,
+    train_step,
+    batches: Iterator[dict],
+    steps: int,
+    key: jax.Array,
+    log_every: int,
+    evaluate: Callable[[Any], dict[str, float]],
+    carry: Any = None,
+    desc: str = "train",
+) -> tuple[TrainState, list[dict[str, float]]]:
+    """Run ``steps`` train steps; every ``log_every`` steps record a history row.
+
+    Step ``s`` uses ``fold_in(key, s)`` for dropout, so the run is a pure function of
+    the seed. Each row holds ``step``, the mean training ``loss`` since the last row,
+    and whatever ``evaluate(params)`` returns.
+    """
+    history = []
+    total, count = jnp.float32(0.0), 0
+    bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
+    for step in bar:
+        state, carry, loss = train_step(state, next(batches), carry, jax.random.fold_in(key, step))
+        total, count = total + loss, count + 1  # stays on device: no sync per step
+        if step % log_every == 0 or step == steps:
+            row = {"step": step, "loss": float(total) / count, **evaluate(state.params)}
+            history.append(row)
+            shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+            tqdm.write(f"{desc} step {step}/{steps}: {shown}")
+            total, count = jnp.float32(0.0), 0
+    return state, history

@@ -1,0 +1,89 @@
+"""Pure price-window preparation: sliding windows, a leak-free split, per-window scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Split:
+    """Window start indices into the daily series, and the first test day."""
+
+    train: np.ndarray  # <int64>[n_train]
+    test: np.ndarray  # <int64>[n_test]
+    cut: int
+
+
+def window_starts(n_days: int, input_len: int, output_len: int, stride: int) -> np.ndarray:
+    """Start day of every full window of ``input_len + output_len`` days."""
+    span = input_len + output_len
+    if n_days < span:
+        raise ValueError(f"{n_days} days are fewer than one window of {span}")
+    return np.arange(0, n_days - span + 1, stride)
+
+
+def chronological_split(
+    n_days: int, input_len: int, output_len: int, stride: int, test_fraction: float
+) -> Split:
+    """Split windows at day ``cut`` so that no day belongs to both a train and a test window.
+
+    Training windows end before ``cut``; test windows start at or after it. A test
+    target day is therefore never seen by training, as input or as target.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    span = input_len + output_len
+    starts = window_starts(n_days, input_len, output_len, stride)
+    cut = n_days - int(round(test_fraction * n_days))
+    train = starts[starts + span <= cut]
+    test = starts[starts >= cut]
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(
+            f"test_fraction {test_fraction} of {n_days} days leaves an empty split "
+            f"({len(train)} train / {len(test)} test windows of {span} days)"
+        )
+    return Split(train=train, test=test, cut=cut)
+
+
+def gather(series: np.ndarray, starts: np.ndarray, input_len: int, output_len: int):
+    """Cut windows out of a series.
+
+    Args:
+        series: <float32>[days, features]; feature 0 is the forecast target.
+        starts: <int64>[n] window start days.
+
+    Returns:
+        ``inputs`` <float32>[n, input_len, features] and
+        ``targets`` <float32>[n, output_len] (feature 0 of the following days).
+    """
+    idx_in = starts[:, None] + np.arange(input_len)[None, :]
+    idx_out = starts[:, None] + input_len + np.arange(output_len)[None, :]
+    return series[idx_in], series[idx_out, 0]
+
+
+def normalize(inputs: np.ndarray, targets: np.ndarray | None = None):
+    """Scale each window by its own input mean and std, per feature.
+
+    Returns ``(inputs_n, targets_n, mean, std)`` with ``mean``/``std`` <float32>[n, features];
+    targets are scaled with feature 0's statistics. ``targets_n`` is None when no
+    targets were given (forecasting the future).
+    """
+    mean = inputs.mean(axis=1)
+    std = inputs.std(axis=1) + EPS
+    inputs_n = (inputs - mean[:, None, :]) / std[:, None, :]
+    targets_n = None if targets is None else (targets - mean[:, :1]) / std[:, :1]
+    return inputs_n.astype(np.float32), targets_n, mean, std
+
+
+def denormalize(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Undo :func:`normalize` for forecasts <float32>[n, horizon] of feature 0."""
+    return values * std[:, :1] + mean[:, :1]
+
+
+def naive_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
+    """The last observed value of feature 0, repeated over the horizon."""
+    return np.repeat(inputs[:, -1:, 0], output_len, axis=1)
