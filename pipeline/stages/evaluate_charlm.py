@@ -1,0 +1,37 @@
+"""evaluate_charlm@<cell>: validation nats/char and bits/char, and a generated sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from pipeline import artifacts, inference, metrics, text, train
+from pipeline.checkpoint import load_model
+from pipeline.models.charlm import CharLM
+from pipeline.params import Params
+
+
+def run(params: Params, cell: str) -> None:
+    p = params.charlm
+    model_params, config = load_model(Path(p.paths.models) / cell)
+    model = CharLM(**config["model"])
+    chars = config["chars"]
+    valid_ids = artifacts.read_npz(Path(p.paths.prepared) / "valid.npz")["ids"]
+    eval_step = train.make_eval_step(train.charlm_loss(model))
+    nats = inference.stream_loss(
+        eval_step, model_params, valid_ids, model, p.train.batch_size, p.train.seq_len
+    )
+    s = p.sample
+    prime = text.encode_chars(s.prime, chars)[None, :]
+    sampler = inference.make_sampler(model, s.length, s.temperature, s.top_k)
+    ids = np.asarray(sampler(model_params, prime, jax.random.key(s.seed)))[0]
+    sample = s.prime + "".join(chars[i] for i in ids)
+    artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")
+    artifacts.write_json(
+        Path(p.paths.metrics) / f"charlm-{cell}.json",
+        {"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)},
+    )
+    print(f"evaluate_charlm@{cell}: {nats:.4f} nats/char = {metrics.bits_per_char(nats):.4f} bpc")
+    print(sample[:300])

@@ -1,0 +1,61 @@
+"""train_charlm@<cell>: char-rnn training with truncated BPTT over parallel streams."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from pipeline import artifacts, batches, inference, train
+from pipeline.checkpoint import save_model
+from pipeline.models.charlm import CharLM
+from pipeline.models.rnn import initial_carries
+from pipeline.params import Params
+
+
+def stream_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[dict]:
+    """Consecutive windows of every stream, epoch after epoch.
+
+    ``reset`` is True on each epoch's first window, where the carried state restarts.
+    """
+    inputs, targets = batches.stream_layout(ids, batch_size, seq_len)
+    while True:
+        for w in range(len(inputs)):
+            yield {"inputs": inputs[w], "targets": targets[w], "reset": np.bool_(w == 0)}
+
+
+def run(params: Params, cell: str) -> None:
+    p = params.charlm
+    prepared = Path(p.paths.prepared)
+    chars = artifacts.read_json(prepared / "vocab.json")["chars"]
+    train_ids = artifacts.read_npz(prepared / "train.npz")["ids"]
+    valid_ids = artifacts.read_npz(prepared / "valid.npz")["ids"]
+    fields = {k: v for k, v in dataclasses.asdict(p.model).items() if k != "cells"}
+    config = {"vocab": len(chars), "cell": cell, **fields}
+    model = CharLM(**config)
+    b, t = p.train.batch_size, p.train.seq_len
+
+    init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
+    carry = initial_carries(cell, model.layers, model.hidden, b)
+    state = train.create_state(
+        model, init_key, train.make_optimizer(p.train.learning_rate, p.train.clip_norm),
+        np.zeros((b, t), np.int32), carry,
+    )
+    loss_fn = train.charlm_loss(model)
+    eval_step = train.make_eval_step(loss_fn)
+    started = time.perf_counter()
+    state, history = train.fit(
+        state, train.make_train_step(loss_fn), stream_batches(train_ids, b, t), p.train.steps,
+        fit_key, p.train.log_every,
+        lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
+        carry=carry, desc=f"train_charlm@{cell}",
+    )
+    seconds = time.perf_counter() - started
+    save_model(Path(p.paths.models) / cell, state.params, {"model": config, "chars": chars})
+    artifacts.write_csv(Path(p.paths.plots) / f"charlm-{cell}-train.csv", history)
+    print(f"train_charlm@{cell}: {p.train.steps} steps in {seconds:.0f}s, "
+          f"valid_loss {history[-1]['valid_loss']:.3f} nats/char")
