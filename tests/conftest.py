@@ -1,0 +1,95 @@
+"""Shared fixtures. The environment is pinned offline and quiet before jax is imported."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+_TMP = tempfile.mkdtemp(prefix="rnnpipe-tests-")
+for key, value in {
+    "JAX_PLATFORMS": "cpu",
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": f"{_TMP}/mpl",
+    "SACREBLEU": f"{_TMP}/sacrebleu",
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_STUDIO_OFFLINE": "1",
+    "DVC_SITE_CACHE_DIR": f"{_TMP}/dvc-site",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_HOME": f"{_TMP}/prefect",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(key, value)
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline import params as params_module  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tiny_overrides(root: Path | None = None) -> dict:
+    """params.yaml overrides that shrink every workload to seconds, on real fixture bytes.
+
+    Source paths are absolute, or relative to ``root`` when it is given (a repo copy).
+    """
+    rel = lambda path: str(path.relative_to(ROOT)) if root is not None else str(path)  # noqa: E731
+    nmt_src, lm_src = FIXTURES / "fra-eng-excerpt.txt", FIXTURES / "shakespeare-head.txt"
+    prices = ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json"
+    return {
+        "sources": {
+            "nmt": {"url": rel(nmt_src), "sha256": sha256_of(nmt_src)},
+            "charlm": {"url": rel(lm_src), "sha256": sha256_of(lm_src)},
+            "forecast": {"url": rel(prices)},
+        },
+        "nmt": {
+            "data": {"max_pairs": 1000, "valid_size": 20, "test_size": 30, "min_freq": 1,
+                     "max_len": 6, "buckets": [4, 7]},
+            "model": {"embed": 16, "hidden": 16},
+            "train": {"steps": 6, "batch_size": 8, "log_every": 3},
+            "decode": {"batch_size": 16},
+        },
+        "charlm": {
+            "model": {"embed": 8, "hidden": 16},
+            "train": {"steps": 6, "batch_size": 4, "seq_len": 8, "log_every": 3},
+            "sample": {"length": 20},
+        },
+        "forecast": {
+            "model": {"hidden": 8, "layers": 1},
+            "train": {"steps": 6, "batch_size": 8, "log_every": 3},
+            "evaluate": {"plot_windows": 2},
+        },
+    }
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_params_dict() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_params_dict(real_params_dict) -> dict:
+    return merge(real_params_dict, tiny_overrides())
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tiny_params_dict) -> params_module.Params:
+    return params_module.from_dict(tiny_params_dict)

@@ -1,0 +1,37 @@
+"""The command line: --help explains, and bad params fail with exit 2 and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+
+from .conftest import ROOT
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_stage():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for stage in ("download", "prepare_nmt", "train_charlm", "evaluate_forecast"):
+        assert stage in out.stdout
+
+
+def test_params_typo_exits_2_naming_the_key(tmp_path, real_params_dict):
+    bad = dict(real_params_dict, charlm=dict(real_params_dict["charlm"], sampel={}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    out = run_cli("prepare_charlm", "--params", str(tmp_path / "params.yaml"))
+    assert out.returncode == 2
+    assert "unknown key 'sampel' in section 'charlm'" in out.stderr
+
+
+def test_unknown_cell_and_missing_variant():
+    out = run_cli("train_nmt", "rnn")
+    assert out.returncode == 2 and "cell 'rnn' is not in nmt.model.cells" in out.stderr
+    out = run_cli("train_nmt")
+    assert out.returncode == 2 and "needs a variant" in out.stderr

@@ -1,0 +1,112 @@
+"""Every stage's run() on tiny fixture params, in a scratch working directory."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import artifacts
+from pipeline.sources.coindesk import PriceFormatError
+from pipeline.sources.tatoeba import CorpusError
+
+CELL = {"nmt": "lstm", "charlm": "gru", "forecast": "lstm"}
+
+
+def run(stage, params, variant=None):
+    importlib.import_module(f"pipeline.stages.{stage}").run(params, variant)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_params):
+    """Run the whole pipeline once; the tests below inspect what it left."""
+    path = tmp_path_factory.mktemp("stages")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(path)
+        for workload in ("nmt", "charlm", "forecast"):
+            run("download", tiny_params, workload)
+            run(f"prepare_{workload}", tiny_params)
+            run(f"train_{workload}", tiny_params, CELL[workload])
+            run(f"evaluate_{workload}", tiny_params, CELL[workload])
+    return path
+
+
+def read_metrics(workdir, name):
+    return json.loads((workdir / "metrics" / name).read_text())
+
+
+def test_download_writes_verified_raw_files(workdir, tiny_params):
+    for workload in ("nmt", "charlm", "forecast"):
+        raw = workdir / getattr(tiny_params.sources, workload).raw
+        assert raw.is_file() and raw.stat().st_size > 1000
+
+
+def test_nmt_stages(workdir):
+    prepared = workdir / "data/prepared/nmt"
+    vocab = json.loads((prepared / "vocab.json").read_text())
+    assert vocab["src"][:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    test = (prepared / "test.tsv").read_text().splitlines()
+    train_src = {line.split("\t")[0] for line in (prepared / "train.tsv").read_text().splitlines()}
+    assert test and not {line.split("\t")[0] for line in test} & train_src
+    assert (workdir / "models/nmt/lstm/config.json").is_file()
+    curve = (workdir / "plots/nmt-lstm-train.csv").read_text().splitlines()
+    assert curve[0] == "step,loss,valid_loss" and len(curve) == 3
+    m = read_metrics(workdir, "nmt-lstm.json")
+    assert m["test_pairs"] == len(test)
+    assert 0.0 <= m["bleu"] <= 100.0 and 0.0 <= m["chrf"] <= 100.0
+    assert m["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    hyps = (workdir / "samples/nmt-lstm-test.hyp.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == len(test)
+
+
+def test_charlm_stages(workdir, tiny_params):
+    m = read_metrics(workdir, "charlm-gru.json")
+    assert m["valid_bpc"] == pytest.approx(m["valid_loss"] / np.log(2), rel=1e-4)
+    assert 0.5 < m["valid_loss"] < np.log(70)  # a few steps cannot be worse than uniform by much
+    sample = (workdir / "samples/charlm-gru-sample.txt").read_text()
+    assert sample.startswith(tiny_params.charlm.sample.prime)
+    assert len(sample) == len(tiny_params.charlm.sample.prime) + tiny_params.charlm.sample.length + 1
+
+
+def test_forecast_stages(workdir, tiny_params):
+    m = read_metrics(workdir, "forecast-lstm.json")
+    for key in ("mae", "rmse", "mape", "naive_mae", "naive_rmse", "naive_mape", "mae_vs_naive"):
+        assert np.isfinite(m[key]) and m[key] > 0
+    horizon = (workdir / "plots/forecast-lstm-horizon.csv").read_text().splitlines()
+    assert horizon[0].startswith("step,mae,naive_mae") and len(horizon) == 1 + tiny_params.forecast.data.output_len
+    png = (workdir / "plots/forecast-lstm.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input_keeps_previous_prepared_outputs(workdir, tiny_params, monkeypatch):
+    monkeypatch.chdir(workdir)
+    windows_file = workdir / "data/prepared/forecast/windows.npz"
+    before = windows_file.read_bytes()
+    raw = Path(tiny_params.sources.forecast.raw)
+    good = raw.read_bytes()
+    try:
+        raw.write_text("<html><body>502 Bad Gateway</body></html>")
+        with pytest.raises(PriceFormatError, match="close.json: looks like an HTML"):
+            run("prepare_forecast", tiny_params)
+        assert windows_file.read_bytes() == before
+        pairs_raw = Path(tiny_params.sources.nmt.raw)
+        pairs_good = pairs_raw.read_bytes()
+        pairs_raw.write_bytes(pairs_good + b"a line without a tab\n")
+        vocab = (workdir / "data/prepared/nmt/vocab.json").read_bytes()
+        with pytest.raises(CorpusError, match=r"fra-eng.txt:1201: expected 2 or 3 tab-separated"):
+            run("prepare_nmt", tiny_params)
+        assert (workdir / "data/prepared/nmt/vocab.json").read_bytes() == vocab
+    finally:
+        raw.write_bytes(good)
+        pairs_raw.write_bytes(pairs_good)
+
+
+def test_model_directory_is_self_describing(workdir):
+    from pipeline.checkpoint import load_model
+    params, config = load_model(workdir / "models/forecast/lstm")
+    assert config["model"]["cell"] == "lstm" and config["features"] == ["close"]
+    assert artifacts.read_json(workdir / "models/forecast/lstm/config.json") == config
+    assert "encoder" in params and "decoder" in params
