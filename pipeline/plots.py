@@ -41,9 +41,12 @@ def save_forecasts(
         ax.plot(future, n, color="tab:orange", lw=1.0, ls="--", label="naive (last value)")
         ax.axvline(days[start + input_len - 1], color="grey", lw=0.8, ls=":")
         ax.set_ylabel("USD")
-    axes[0, 0].set_title(title)
+        ax.set_title(f"forecast from {days[start + input_len - 1]}", fontsize=9, loc="left")
+        # Each panel is its own period: label every x axis (autofmt_xdate would hide all
+        # but the bottom one, as if the axes were shared).
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.suptitle(title)
     axes[0, 0].legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
