@@ -2,8 +2,13 @@
 
 A model directory is self-describing: ``config.json`` holds the constructor arguments
 and everything else needed to run the model (vocabularies, feature names), and
-``params/`` holds the Flax parameters as an orbax checkpoint. The directory is built
-beside its target and swapped in whole, so a failed save never costs the old model.
+``params.msgpack`` holds the Flax parameters. The directory is built beside its target
+and swapped in whole, so a failed save never costs the old model.
+
+Finished models use Flax's msgpack serialisation rather than an orbax checkpoint because
+its bytes are a pure function of the parameters: orbax writes timestamps and
+randomly named shard files, so every rerun would change the DVC hash of an identical
+model, dirty ``dvc.lock`` and force its evaluation to rerun.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
+from flax import serialization
 
 from pipeline.artifacts import atomic_dir, read_json, write_json
 
 CONFIG = "config.json"
-PARAMS = "params"
+PARAMS = "params.msgpack"
 
 
 class CheckpointError(RuntimeError):
@@ -27,17 +32,18 @@ class CheckpointError(RuntimeError):
 def save_model(directory: str | Path, params: Any, config: dict[str, Any]) -> None:
     """Write ``params`` and ``config`` to ``directory``, replacing it atomically."""
     with atomic_dir(directory) as tmp:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp.absolute() / PARAMS, jax.device_get(params))
-        checkpointer.wait_until_finished()
+        (tmp / PARAMS).write_bytes(serialization.msgpack_serialize(jax.device_get(params)))
         write_json(tmp / CONFIG, config)
 
 
 def load_model(directory: str | Path) -> tuple[Any, dict[str, Any]]:
     """Return ``(params, config)`` from a directory written by :func:`save_model`."""
-    directory = Path(directory).absolute()
-    if not (directory / CONFIG).is_file() or not (directory / PARAMS).is_dir():
+    directory = Path(directory)
+    if not (directory / CONFIG).is_file() or not (directory / PARAMS).is_file():
         raise CheckpointError(f"{directory}: not a model directory (run the train stage first)")
     config = read_json(directory / CONFIG)
-    params = ocp.StandardCheckpointer().restore(directory / PARAMS)
+    try:
+        params = serialization.msgpack_restore((directory / PARAMS).read_bytes())
+    except Exception as err:  # msgpack raises several unrelated types on bad bytes
+        raise CheckpointError(f"{directory / PARAMS}: unreadable parameters: {err}") from None
     return params, config

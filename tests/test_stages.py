@@ -110,3 +110,22 @@ def test_model_directory_is_self_describing(workdir):
     assert config["model"]["cell"] == "lstm" and config["features"] == ["close"]
     assert artifacts.read_json(workdir / "models/forecast/lstm/config.json") == config
     assert "encoder" in params and "decoder" in params
+
+
+def test_model_bytes_are_a_function_of_the_params(tmp_path):
+    """Saving the same parameters twice gives identical files (stable DVC hashes)."""
+    import numpy as np
+
+    from pipeline.checkpoint import CheckpointError, load_model, save_model
+    params = {"layer": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    save_model(tmp_path / "a", params, {"x": 1})
+    save_model(tmp_path / "b", params, {"x": 1})
+    for name in ("params.msgpack", "config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    loaded, config = load_model(tmp_path / "a")
+    np.testing.assert_array_equal(loaded["layer"]["w"], params["layer"]["w"])
+    (tmp_path / "a" / "params.msgpack").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="params.msgpack: unreadable parameters"):
+        load_model(tmp_path / "a")
+    with pytest.raises(CheckpointError, match="not a model directory"):
+        load_model(tmp_path / "missing")
