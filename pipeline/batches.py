@@ -104,6 +104,22 @@ def stream_layout(ids: np.ndarray, batch_size: int, seq_len: int) -> tuple[np.nd
     return x.transpose(1, 0, 2), y.transpose(1, 0, 2)
 
 
+def stream_windows(
+    ids: np.ndarray, batch_size: int, seq_len: int, epochs: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive windows of every stream, for ``epochs`` passes (None: endlessly).
+
+    ``reset`` (a scalar bool) is True on each pass's first window, where the carried
+    state restarts. Characters past the last full window are not visited.
+    """
+    inputs, targets = stream_layout(ids, batch_size, seq_len)
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        for w in range(len(inputs)):
+            yield {"inputs": inputs[w], "targets": targets[w], "reset": np.bool_(w == 0)}
+        epoch += 1
+
+
 def window_batches(
     n: int, batch_size: int, rng: np.random.Generator
 ) -> Iterator[np.ndarray]:

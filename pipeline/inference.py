@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pipeline import decode
-from pipeline.batches import stream_layout
+from pipeline.batches import stream_windows
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.models.seq2seq import Seq2Seq
@@ -60,13 +60,11 @@ def make_sampler(model: CharLM, length: int, temperature: float, top_k: int):
 
 
 def stream_loss(eval_step, params, ids: np.ndarray, model: CharLM, batch: int, seq_len: int) -> float:
-    """Mean nats/char over a held-out stream, carrying state across windows."""
-    inputs, targets = stream_layout(ids, batch, seq_len)
+    """Mean nats/char over one pass of a held-out stream, carrying state across windows."""
     carry = initial_carries(model.cell, model.layers, model.hidden, batch)
     total, count = 0.0, 0.0
-    for w in range(len(inputs)):
-        batch_w = {"inputs": inputs[w], "targets": targets[w], "reset": np.bool_(w == 0)}
-        carry, stats = eval_step(params, batch_w, carry)
+    for window in stream_windows(ids, batch, seq_len, epochs=1):
+        carry, stats = eval_step(params, window, carry)
         total, count = total + stats["sum"], count + stats["count"]
     return float(total) / float(count)
 

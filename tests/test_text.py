@@ -104,3 +104,13 @@ def test_char_vocab_round_trip():
     assert "".join(chars[i] for i in text.encode_chars("hello\n", chars)) == "hello\n"
     with pytest.raises(KeyError, match="'z'"):
         text.encode_chars("z", chars)
+
+
+def test_stream_windows_reset_only_at_each_pass_start():
+    ids = np.arange(200, dtype=np.int32)
+    windows = list(batches.stream_windows(ids, batch_size=2, seq_len=10, epochs=2))
+    assert len(windows) == 2 * 9
+    assert [bool(w["reset"]) for w in windows] == ([True] + [False] * 8) * 2
+    np.testing.assert_array_equal(windows[9]["inputs"], windows[0]["inputs"])
+    endless = batches.stream_windows(ids, 2, 10)
+    assert sum(bool(next(endless)["reset"]) for _ in range(30)) == 4  # windows 0, 9, 18, 27

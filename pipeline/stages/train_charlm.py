@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Iterator
 
 import jax
 import numpy as np
@@ -15,17 +14,6 @@ from pipeline.checkpoint import save_model
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.params import Params
-
-
-def stream_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[dict]:
-    """Consecutive windows of every stream, epoch after epoch.
-
-    ``reset`` is True on each epoch's first window, where the carried state restarts.
-    """
-    inputs, targets = batches.stream_layout(ids, batch_size, seq_len)
-    while True:
-        for w in range(len(inputs)):
-            yield {"inputs": inputs[w], "targets": targets[w], "reset": np.bool_(w == 0)}
 
 
 def run(params: Params, cell: str) -> None:
@@ -49,7 +37,7 @@ def run(params: Params, cell: str) -> None:
     eval_step = train.make_eval_step(loss_fn)
     started = time.perf_counter()
     state, history = train.fit(
-        state, train.make_train_step(loss_fn), stream_batches(train_ids, b, t), p.train.steps,
+        state, train.make_train_step(loss_fn), batches.stream_windows(train_ids, b, t), p.train.steps,
         fit_key, p.train.log_every,
         lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         carry=carry, desc=f"train_charlm@{cell}",
