@@ -34,6 +34,18 @@ class Source:
 
 
 @dataclass(frozen=True)
+class FetchPolicy:
+    """How hard downloads try: retries with backoff, timeouts, a size limit."""
+
+    retries: int
+    backoff_seconds: float
+    max_backoff_seconds: float
+    connect_timeout: float
+    read_timeout: float
+    max_megabytes: int
+
+
+@dataclass(frozen=True)
 class Sources:
     nmt: Source
     charlm: Source
@@ -198,6 +210,7 @@ class Forecast:
 
 @dataclass(frozen=True)
 class Params:
+    fetch: FetchPolicy
     sources: Sources
     nmt: Nmt
     charlm: Charlm

@@ -1,4 +1,4 @@
-"""The fetcher against real files and a real HTTP server on 127.0.0.1; the parsers."""
+"""The source parsers, on real bytes and on the ways real files go wrong."""
 
 from __future__ import annotations
 
@@ -7,69 +7,16 @@ import json
 
 import pytest
 
-from pipeline.sources import coindesk, fetch
+from pipeline.sources import coindesk
 from pipeline.sources.text import TextError, read_corpus
 
-from .conftest import FIXTURES, ROOT
+from .conftest import ROOT
 
 BPI = ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json"
-SHAKESPEARE = FIXTURES / "shakespeare-head.txt"
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def test_fetch_local_path_and_file_url(tmp_path):
-    data = SHAKESPEARE.read_bytes()
-    for url in (str(SHAKESPEARE), SHAKESPEARE.as_uri()):
-        target = tmp_path / "raw" / "input.txt"
-        assert fetch.fetch(url, target, sha(data)) == sha(data)
-        assert target.read_bytes() == data
-    assert [p.name for p in target.parent.iterdir()] == ["input.txt"]  # no temp files left
-
-
-def test_checksum_mismatch_keeps_the_previous_good_file(tmp_path):
-    target = tmp_path / "input.txt"
-    target.write_text("previous good output")
-    with pytest.raises(fetch.FetchError, match=r"shakespeare-head.txt: sha256 mismatch: expected 00"):
-        fetch.fetch(str(SHAKESPEARE), target, "00" * 32)
-    assert target.read_text() == "previous good output"
-    assert [p.name for p in tmp_path.iterdir()] == ["input.txt"]
-
-
-def test_missing_local_source_names_it(tmp_path):
-    with pytest.raises(fetch.FetchError, match="nope.txt: no such file"):
-        fetch.fetch(str(tmp_path / "nope.txt"), tmp_path / "out.txt")
-
-
-def test_http_fetch_serves_real_bytes(httpserver, tmp_path):
-    data = BPI.read_bytes()
-    httpserver.expect_request("/close.json").respond_with_data(data, content_type="application/json")
-    target = tmp_path / "close.json"
-    fetch.fetch(httpserver.url_for("/close.json"), target, sha(data))
-    assert target.read_bytes() == data
-    assert len(coindesk.parse_bpi_close(target.read_text(), str(target))) == 3048
-
-
-def test_http_error_page_is_never_stored(httpserver, tmp_path):
-    target = tmp_path / "close.json"
-    target.write_bytes(BPI.read_bytes())
-    httpserver.expect_request("/html").respond_with_data("<html>oops</html>", content_type="text/html")
-    httpserver.expect_request("/missing").respond_with_data("gone", status=404)
-    url = httpserver.url_for("/html")
-    with pytest.raises(fetch.FetchError, match=f"{url}: got an HTML page"):
-        fetch.fetch(url, target)
-    with pytest.raises(fetch.FetchError, match="/missing: HTTP 404"):
-        fetch.fetch(httpserver.url_for("/missing"), target)
-    assert target.read_bytes() == BPI.read_bytes()
-
-
-def test_http_size_limit(httpserver, tmp_path):
-    httpserver.expect_request("/big").respond_with_data(b"x" * 5000, content_type="text/plain")
-    with pytest.raises(fetch.FetchError, match="larger than the 1000-byte limit"):
-        fetch.fetch(httpserver.url_for("/big"), tmp_path / "big", max_bytes=1000)
-    assert not (tmp_path / "big").exists()
 
 
 def test_parse_real_bpi_history():

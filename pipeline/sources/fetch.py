@@ -1,36 +1,56 @@
 """The one fetcher every download goes through.
 
 ``fetch`` copies a source into place: it streams into a temp file beside the target,
-checks size and sha256, and only then renames. A failure at any point leaves the
-previous good target untouched.
+checks size, content type and sha256, and only then renames. A failure at any point
+leaves the previous good target untouched and no partial file behind.
+
+Transient HTTP failures (connection errors, timeouts, a body cut short, 429 and 5xx)
+are retried with exponential backoff and full jitter; a ``Retry-After`` header from the
+server overrides the computed wait. Everything else fails at once with a message that
+names the URL.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+import random
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote, urlparse
 
 import requests
+from tqdm.auto import tqdm
 
 from pipeline.artifacts import atomic_path
+from pipeline.params import FetchPolicy as Policy
 
 CHUNK = 1 << 16
-DEFAULT_MAX_BYTES = 512 << 20
-TIMEOUT = (10, 60)  # connect, read (seconds)
+PROGRESS_BYTES = 1 << 20  # show a progress bar above this size, on a terminal
 
 
 class FetchError(RuntimeError):
     """A source could not be fetched; the message names the URL."""
 
 
+class _Transient(Exception):
+    """An attempt failed in a way that may succeed if repeated."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def fetch(
     url: str,
     target: str | Path,
-    sha256: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    sha256: str | None,
+    policy: Policy,
     session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Fetch ``url`` into ``target`` atomically and return the sha256 of the bytes.
 
@@ -39,14 +59,14 @@ def fetch(
             ``http(s)://`` URL.
         target: where the bytes land; replaced only once every check has passed.
         sha256: the expected hex digest, or None to skip the check.
-        max_bytes: refuse sources larger than this.
+        policy: retries, timeouts and the size limit.
+        sleep: the wait between attempts (tests pass a recorder).
     """
     with atomic_path(target) as tmp:
-        scheme = urlparse(url).scheme
-        if scheme in ("http", "https"):
-            _download(url, tmp, max_bytes, session or requests.Session())
+        if urlparse(url).scheme in ("http", "https"):
+            _download_with_retries(url, tmp, policy, session or requests.Session(), sleep)
         else:
-            _copy_local(url, tmp, max_bytes)
+            _copy_local(url, tmp, policy.max_megabytes << 20)
         digest = _sha256(tmp)
         if sha256 is not None and digest != sha256.lower():
             raise FetchError(
@@ -61,7 +81,7 @@ def local_path(url: str) -> Path:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))
-    if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:
+    if len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise FetchError(f"{url}: unsupported scheme '{parsed.scheme}'")
     return Path(url)
 
@@ -75,26 +95,89 @@ def _copy_local(url: str, tmp: Path, max_bytes: int) -> None:
     shutil.copyfile(path, tmp)
 
 
-def _download(url: str, tmp: Path, max_bytes: int, session: requests.Session) -> None:
+def backoff(attempt: int, policy: Policy, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0.0, min(policy.max_backoff_seconds, policy.backoff_seconds * 2**attempt))
+
+
+def _download_with_retries(url, tmp: Path, policy: Policy, session, sleep) -> None:
+    rng = random.Random()
+    for attempt in range(policy.retries + 1):
+        try:
+            _download(url, tmp, policy, session)
+            return
+        except _Transient as err:
+            if attempt == policy.retries:
+                raise FetchError(f"{url}: {err} (gave up after {attempt + 1} attempts)") from None
+            wait = err.retry_after if err.retry_after is not None else backoff(attempt, policy, rng)
+            wait = min(wait, policy.max_backoff_seconds)
+            print(f"fetch: {url}: {err}; retrying in {wait:.1f}s "
+                  f"({attempt + 1}/{policy.retries})", file=sys.stderr)
+            sleep(wait)
+
+
+def _download(url: str, tmp: Path, policy: Policy, session: requests.Session) -> None:
+    """One attempt. Raises _Transient for what a retry may cure, FetchError otherwise."""
+    timeout = (policy.connect_timeout, policy.read_timeout)
     try:
-        with session.get(url, stream=True, timeout=TIMEOUT) as response:
-            if response.status_code != 200:
-                raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
-            kind = response.headers.get("Content-Type", "")
-            if kind.startswith("text/html"):
-                raise FetchError(f"{url}: got an HTML page (Content-Type {kind}), not data")
-            size = 0
-            with tmp.open("wb") as out:
-                for chunk in response.iter_content(CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchError(f"{url}: larger than the {max_bytes}-byte limit")
-                    out.write(chunk)
+        with session.get(url, stream=True, timeout=timeout) as response:
+            _check_response(url, response, policy.max_megabytes << 20)
             expected = response.headers.get("Content-Length")
-            if expected is not None and int(expected) != size:
-                raise FetchError(f"{url}: truncated: got {size} of {expected} bytes")
+            size = _stream_to(tmp, response, url, policy.max_megabytes << 20, expected)
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+        raise _Transient(f"{type(err).__name__}: {_short(err)}") from None
     except requests.RequestException as err:
-        raise FetchError(f"{url}: {type(err).__name__}: {err}") from None
+        raise FetchError(f"{url}: {type(err).__name__}: {_short(err)}") from None
+    if expected is not None and int(expected) != size:
+        raise _Transient(f"truncated body: got {size} of {expected} bytes")
+
+
+def _check_response(url: str, response: requests.Response, max_bytes: int) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise _Transient(f"HTTP {status} {response.reason}", _retry_after(response))
+    if status != 200:
+        raise FetchError(f"{url}: HTTP {status} {response.reason}")
+    kind = response.headers.get("Content-Type", "")
+    if kind.startswith("text/html"):
+        raise FetchError(f"{url}: got an HTML page (Content-Type {kind}), not data")
+    declared = response.headers.get("Content-Length")
+    if declared is not None and int(declared) > max_bytes:
+        raise FetchError(f"{url}: {declared} bytes exceeds the {max_bytes}-byte limit")
+
+
+def _stream_to(tmp: Path, response, url: str, max_bytes: int, expected: str | None) -> int:
+    total = int(expected) if expected is not None else None
+    show = sys.stderr.isatty() and (total is None or total > PROGRESS_BYTES)
+    size = 0
+    with tmp.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, disable=not show,
+                                     desc=Path(urlparse(url).path).name or url) as bar:
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(f"{url}: larger than the {max_bytes}-byte limit")
+            out.write(chunk)
+            bar.update(len(chunk))
+    return size
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) < 200 else text[:200] + "..."
 
 
 def _sha256(path: Path) -> str:
