@@ -7,6 +7,10 @@ thin spaces around punctuation, which would otherwise become distinct tokens.
 
 from __future__ import annotations
 
+from pathlib import Path, PurePosixPath
+
+from pipeline.sources.archive import list_members, read_member
+
 # U+00A0 no-break, U+202F narrow no-break and U+2009 thin spaces become plain spaces;
 # U+200B zero-width space is dropped (see shared/data/MANIFEST.md).
 _SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u200b": None})
@@ -45,3 +49,24 @@ def parse_pairs(text: str, name: str) -> list[tuple[str, str]]:
     if not pairs:
         raise CorpusError(f"{name}: no sentence pairs found")
     return pairs
+
+
+def pairs_from_zip(archive: str | Path, max_bytes: int) -> list[tuple[str, str]]:
+    """Parse the one pairs file (``fra.txt``, ``deu.txt``, ...) of a manythings.org zip.
+
+    The archive is checked member by member first (see :mod:`pipeline.sources.archive`);
+    ``_about.txt`` is the license notice, not data.
+    """
+    members = [
+        m for m in list_members(archive, max_bytes)
+        if m.endswith(".txt") and PurePosixPath(m).name != "_about.txt"
+    ]
+    if len(members) != 1:
+        raise CorpusError(f"{archive}: expected one pairs .txt member, found {members or 'none'}")
+    data = read_member(archive, members[0], max_bytes)
+    where = f"{archive}:{members[0]}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{where}: not UTF-8 at byte {err.start}") from None
+    return parse_pairs(text, where)
