@@ -34,13 +34,8 @@ def parse_bpi_close(text: str, name: str) -> list[tuple[dt.date, float]]:
     Raises :class:`PriceFormatError` for an HTML error page, invalid JSON, a missing
     ``bpi`` field, a bad date, a non-positive or non-finite price, or unsorted dates.
     """
-    if text.lstrip().startswith("<"):
-        raise PriceFormatError(f"{name}: looks like an HTML/XML page, not BPI JSON")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PriceFormatError(f"{name}: not valid JSON: {err}") from None
-    bpi = doc.get("bpi") if isinstance(doc, dict) else None
+    doc = load_json_object(text, name)
+    bpi = doc.get("bpi")
     if not isinstance(bpi, dict) or not bpi:
         raise PriceFormatError(f"{name}: field 'bpi' is missing or empty")
     rows = []
@@ -56,6 +51,19 @@ def parse_bpi_close(text: str, name: str) -> list[tuple[dt.date, float]]:
         rows.append((day, float(value)))
     _check_increasing([day for day, _ in rows], name, lambda d: f"'bpi.{d}'")
     return rows
+
+
+def load_json_object(text: str, name: str) -> dict:
+    """Decode a JSON object, refusing an HTML error page or broken JSON by name."""
+    if text.lstrip().startswith("<"):
+        raise PriceFormatError(f"{name}: looks like an HTML/XML page, not JSON")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PriceFormatError(f"{name}: not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise PriceFormatError(f"{name}: expected a JSON object, got {type(doc).__name__}")
+    return doc
 
 
 def parse_csv_export(text: str, name: str) -> list[dict[str, object]]:

@@ -17,6 +17,7 @@ import hashlib
 import random
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,14 @@ PROGRESS_BYTES = 1 << 20  # show a progress bar above this size, on a terminal
 
 
 class FetchError(RuntimeError):
-    """A source could not be fetched; the message names the URL."""
+    """A source could not be fetched; the message names the URL.
+
+    ``status`` is the HTTP status for a refused request, else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class _Transient(Exception):
@@ -76,6 +84,26 @@ def fetch(
     return digest
 
 
+def get_bytes(
+    url: str,
+    policy: Policy,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """GET ``url`` with the same retries and checks as :func:`fetch`; return the body.
+
+    For API pages that are parsed before anything is stored. Secrets belong in
+    ``headers``, which no message ever includes.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        body = Path(scratch) / "body"
+        _download_with_retries(url, body, policy, session or requests.Session(), sleep,
+                               params=params, headers=headers)
+        return body.read_bytes()
+
+
 def local_path(url: str) -> Path:
     """The filesystem path of a local or ``file://`` source."""
     parsed = urlparse(url)
@@ -100,11 +128,11 @@ def backoff(attempt: int, policy: Policy, rng: random.Random) -> float:
     return rng.uniform(0.0, min(policy.max_backoff_seconds, policy.backoff_seconds * 2**attempt))
 
 
-def _download_with_retries(url, tmp: Path, policy: Policy, session, sleep) -> None:
+def _download_with_retries(url, tmp: Path, policy: Policy, session, sleep, **request) -> None:
     rng = random.Random()
     for attempt in range(policy.retries + 1):
         try:
-            _download(url, tmp, policy, session)
+            _download(url, tmp, policy, session, **request)
             return
         except _Transient as err:
             if attempt == policy.retries:
@@ -116,11 +144,11 @@ def _download_with_retries(url, tmp: Path, policy: Policy, session, sleep) -> No
             sleep(wait)
 
 
-def _download(url: str, tmp: Path, policy: Policy, session: requests.Session) -> None:
+def _download(url: str, tmp: Path, policy: Policy, session: requests.Session, **request) -> None:
     """One attempt. Raises _Transient for what a retry may cure, FetchError otherwise."""
     timeout = (policy.connect_timeout, policy.read_timeout)
     try:
-        with session.get(url, stream=True, timeout=timeout) as response:
+        with session.get(url, stream=True, timeout=timeout, **request) as response:
             _check_response(url, response, policy.max_megabytes << 20)
             expected = response.headers.get("Content-Length")
             size = _stream_to(tmp, response, url, policy.max_megabytes << 20, expected)
@@ -137,7 +165,7 @@ def _check_response(url: str, response: requests.Response, max_bytes: int) -> No
     if status == 429 or status >= 500:
         raise _Transient(f"HTTP {status} {response.reason}", _retry_after(response))
     if status != 200:
-        raise FetchError(f"{url}: HTTP {status} {response.reason}")
+        raise FetchError(f"{url}: HTTP {status} {response.reason}", status=status)
     kind = response.headers.get("Content-Type", "")
     if kind.startswith("text/html"):
         raise FetchError(f"{url}: got an HTML page (Content-Type {kind}), not data")

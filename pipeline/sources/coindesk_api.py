@@ -1,0 +1,120 @@
+"""The CoinDesk Data API: daily index values (``/index/cc/v1/historical/days``).
+
+The API key is read from an environment variable and sent only in the
+``Authorization`` header, so it never appears in a URL, a log line, an error message or
+a stored file. Pages are requested newest first with ``limit``/``to_ts`` until the
+wanted start date is covered; each page's bytes are returned verbatim for storage,
+and :func:`parse_days` turns them into a tidy daily table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import time
+from typing import Callable
+
+import requests
+
+from pipeline.params import FetchPolicy
+from pipeline.sources.coindesk import PriceFormatError, load_json_object
+from pipeline.sources.fetch import FetchError, get_bytes
+
+PAGE_LIMIT = 2000  # the API's maximum days per request
+DAY = 86400
+
+
+class ApiKeyError(RuntimeError):
+    """No usable API key; the message says which variable to set (never the key)."""
+
+
+def api_key(variable: str) -> str:
+    key = os.environ.get(variable, "").strip()
+    if not key:
+        raise ApiKeyError(
+            f"the CoinDesk Data API needs a key: set the environment variable {variable}"
+        )
+    return key
+
+
+def fetch_pages(
+    base_url: str,
+    market: str,
+    instrument: str,
+    since: dt.date,
+    until: dt.date,
+    key_variable: str,
+    policy: FetchPolicy,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[bytes]:
+    """Raw response bodies covering ``since``..``until`` (UTC days, inclusive), newest first."""
+    key = api_key(key_variable)
+    url = f"{base_url.rstrip('/')}/index/cc/v1/historical/days"
+    headers = {"Authorization": f"Apikey {key}", "Accept": "application/json"}
+    pages, to_ts = [], _midnight(until)
+    first = _midnight(since)
+    while to_ts >= first:
+        limit = min(PAGE_LIMIT, (to_ts - first) // DAY + 1)
+        params = {"market": market, "instrument": instrument, "limit": str(limit),
+                  "to_ts": str(to_ts), "aggregate": "1", "fill": "true", "response_format": "JSON"}
+        try:
+            body = get_bytes(url, policy, params=params, headers=headers, session=session, sleep=sleep)
+        except FetchError as err:
+            if err.status in (401, 403):
+                raise ApiKeyError(
+                    f"{url}: HTTP {err.status}: the CoinDesk Data API refused the key; "
+                    f"set the environment variable {key_variable} to a valid key"
+                ) from None
+            raise
+        pages.append(body)
+        days = parse_days(body.decode("utf-8", errors="replace"), f"{url} (to_ts={to_ts})")
+        if len(days) < limit:  # the series starts later than `since`: nothing older exists
+            break
+        to_ts = _midnight(days[0]["date"]) - DAY
+    return pages
+
+
+def parse_days(text: str, name: str) -> list[dict[str, object]]:
+    """One response -> rows ``{"date", "currency", "close", "open", "high", "low"}``, sorted.
+
+    Extra fields are ignored; a missing ``Data`` list, an ``Err`` payload, an empty page
+    or a bad value is an error naming the field.
+    """
+    doc = load_json_object(text, name)
+    if doc.get("Err"):
+        raise PriceFormatError(f"{name}: the API reported an error in field 'Err': {doc['Err']}")
+    data = doc.get("Data")
+    if not isinstance(data, list):
+        raise PriceFormatError(f"{name}: field 'Data' is missing or not a list")
+    if not data:
+        raise PriceFormatError(f"{name}: field 'Data' is empty (no days in the requested range)")
+    rows = [_row(entry, f"{name}: Data[{i}]") for i, entry in enumerate(data)]
+    rows.sort(key=lambda r: r["date"])
+    return rows
+
+
+def _row(entry: object, where: str) -> dict[str, object]:
+    if not isinstance(entry, dict):
+        raise PriceFormatError(f"{where} is not an object")
+    ts = entry.get("TIMESTAMP")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise PriceFormatError(f"{where}: field 'TIMESTAMP' is not an integer: {ts!r}")
+    instrument = str(entry.get("INSTRUMENT", "BTC-USD"))
+    row: dict[str, object] = {
+        "date": dt.datetime.fromtimestamp(ts, dt.timezone.utc).date(),
+        "currency": instrument.split("-")[-1],
+    }
+    for field in ("CLOSE", "OPEN", "HIGH", "LOW"):
+        value = entry.get(field)
+        if field != "CLOSE" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise PriceFormatError(f"{where}: field '{field}' is not a positive price: {value!r}")
+        row[field.lower()] = float(value)
+    return row
+
+
+def _midnight(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())

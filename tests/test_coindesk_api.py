@@ -1,0 +1,122 @@
+"""The CoinDesk Data API adapter against a local server; incremental merges and gaps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from werkzeug import Response
+
+from pipeline import prices
+from pipeline.params import FetchPolicy
+from pipeline.sources import coindesk_api
+from pipeline.sources.coindesk import PriceFormatError
+
+from .conftest import ROOT
+
+KEY = "test-key-5f2b9c0e7d1a"  # a fake secret; it must never leak
+VAR = "RNNPIPE_TEST_COINDESK_KEY"
+POLICY = FetchPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=1.0,
+                     connect_timeout=2.0, read_timeout=2.0, max_megabytes=1)
+BPI = json.loads((ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json").read_text())["bpi"]
+
+
+def api_day(day: str, close: float) -> dict:
+    ts = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp())
+    return {"UNIT": "DAY", "TIMESTAMP": ts, "TYPE": "267", "MARKET": "cadli", "INSTRUMENT": "BTC-USD",
+            "OPEN": close * 0.99, "HIGH": close * 1.02, "LOW": close * 0.97, "CLOSE": close, "VOLUME": 1.0}
+
+
+class FakeApi:
+    """Serves real BPI closes in the Data API's shape, paging by limit/to_ts."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+
+    def __call__(self, request):
+        self.requests.append({"args": dict(request.args), "auth": request.headers.get("Authorization")})
+        if request.headers.get("Authorization") != f"Apikey {KEY}":
+            return Response(json.dumps({"Err": {"message": "unauthorized"}}), status=401,
+                            content_type="application/json")
+        to_ts, limit = int(request.args["to_ts"]), int(request.args["limit"])
+        end = dt.datetime.fromtimestamp(to_ts, dt.timezone.utc).date()
+        days = [d for d in BPI if dt.date.fromisoformat(d) <= end][-limit:]
+        body = {"Data": [api_day(d, BPI[d]) for d in days], "Err": {}}
+        return Response(json.dumps(body), content_type="application/json")
+
+
+def test_pages_cover_the_range_and_parse(httpserver, monkeypatch):
+    monkeypatch.setenv(VAR, KEY)
+    api = FakeApi()
+    httpserver.expect_request("/index/cc/v1/historical/days").respond_with_handler(api)
+    monkeypatch.setattr(coindesk_api, "PAGE_LIMIT", 30)
+    pages = coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
+                                     dt.date(2018, 9, 1), dt.date(2018, 11, 20), VAR, POLICY)
+    assert len(pages) == 3 and [r["args"]["limit"] for r in api.requests] == ["30", "30", "21"]
+    rows = sorted((r for p in pages for r in coindesk_api.parse_days(p.decode(), "page")), key=lambda r: r["date"])
+    assert rows[0]["date"] == dt.date(2018, 9, 1) and rows[-1]["date"] == dt.date(2018, 11, 20)
+    assert len({r["date"] for r in rows}) == len(rows) == 81
+    assert rows[-1]["close"] == pytest.approx(BPI["2018-11-20"]) and rows[-1]["currency"] == "USD"
+
+
+def test_history_that_starts_later_stops_paging(httpserver, monkeypatch):
+    monkeypatch.setenv(VAR, KEY)
+    api = FakeApi()
+    httpserver.expect_request("/index/cc/v1/historical/days").respond_with_handler(api)
+    pages = coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
+                                     dt.date(2009, 1, 1), dt.date(2010, 8, 1), VAR, POLICY)
+    assert len(pages) == 1 and len(api.requests) == 1
+
+
+def test_missing_or_refused_key_says_which_variable_and_never_leaks(httpserver, monkeypatch, capsys):
+    monkeypatch.delenv(VAR, raising=False)
+    with pytest.raises(coindesk_api.ApiKeyError, match=f"set the environment variable {VAR}"):
+        coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
+                                 dt.date(2018, 1, 1), dt.date(2018, 1, 2), VAR, POLICY)
+    api = FakeApi()
+    httpserver.expect_request("/index/cc/v1/historical/days").respond_with_handler(api)
+    monkeypatch.setenv(VAR, KEY + "-wrong")
+    with pytest.raises(coindesk_api.ApiKeyError, match=rf"HTTP 401: .*set the environment variable {VAR}") as err:
+        coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
+                                 dt.date(2018, 1, 1), dt.date(2018, 1, 2), VAR, POLICY)
+    out = capsys.readouterr()
+    for text in (str(err.value), out.out, out.err):
+        assert KEY not in text
+    assert len(api.requests) == 1  # a refused key is not retried
+    assert all(KEY not in json.dumps(r["args"]) for r in api.requests)  # never in the URL
+
+
+@pytest.mark.parametrize("body,pattern", [
+    ("{not json", "not valid JSON"),
+    ('{"Data": [], "Err": {}}', "field 'Data' is empty"),
+    ('{"Err": {"type": 2, "message": "bad instrument"}}', "error in field 'Err'"),
+    ('{"Data": {}}', "field 'Data' is missing or not a list"),
+    ('{"Data": [{"TIMESTAMP": "yesterday", "CLOSE": 1}]}', r"Data\[0\]: field 'TIMESTAMP'"),
+    ('{"Data": [{"TIMESTAMP": 1514764800, "CLOSE": 0}]}', r"Data\[0\]: field 'CLOSE' is not a positive price"),
+    ("<html>Gateway Timeout</html>", "looks like an HTML/XML page"),
+])
+def test_bad_api_responses_name_the_field(body, pattern):
+    with pytest.raises(PriceFormatError, match=rf"page: .*{pattern}"):
+        coindesk_api.parse_days(body, "page")
+
+
+def row(day: str, close: float, currency: str = "USD") -> dict:
+    return {"date": dt.date.fromisoformat(day), "currency": currency, "close": close}
+
+
+def test_incremental_merge_adds_only_new_days_and_is_idempotent():
+    stored = [row("2018-11-18", 1.0), row("2018-11-19", 2.0)]
+    fresh = [row("2018-11-19", 99.0), row("2018-11-20", 3.0), row("2018-11-21", 4.0), row("2018-11-21", 4.0)]
+    merged, added = prices.merge_days(stored, fresh)
+    assert added == 2 and [r["close"] for r in merged] == [1.0, 2.0, 3.0, 4.0]  # history kept
+    again, added_again = prices.merge_days(merged, fresh)
+    assert added_again == 0 and again == merged
+    eur, n = prices.merge_days(merged, [row("2018-11-01", 5.0, "EUR")])
+    assert n == 1 and prices.last_dates(eur) == {"USD": dt.date(2018, 11, 21), "EUR": dt.date(2018, 11, 1)}
+
+
+def test_gaps_are_reported_as_inclusive_runs():
+    days = [dt.date(2018, 1, d) for d in (1, 2, 5, 6, 8)]
+    assert prices.gaps(days) == [(dt.date(2018, 1, 3), dt.date(2018, 1, 4)), (dt.date(2018, 1, 7), dt.date(2018, 1, 7))]
+    assert prices.gaps(dt.date.fromisoformat(d) for d in BPI) == []
