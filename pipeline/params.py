@@ -27,13 +27,6 @@ class ParamsError(ValueError):
 
 # --- sources -------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Source:
-    url: str
-    sha256: str | None
-    raw: str
-
-
-@dataclass(frozen=True)
 class FetchPolicy:
     """How hard downloads try: retries with backoff, timeouts, a size limit."""
 
@@ -46,10 +39,34 @@ class FetchPolicy:
 
 
 @dataclass(frozen=True)
+class Source:
+    url: str
+    sha256: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class PairsSource(Source):
+    format: Literal["tsv", "tatoeba-zip"]
+
+
+@dataclass(frozen=True)
+class TextSource(Source):
+    format: Literal["text", "gutenberg"]
+
+
+@dataclass(frozen=True)
+class PriceSource(Source):
+    format: Literal["bpi-json", "coindesk-csv"]
+
+
+@dataclass(frozen=True)
 class Sources:
-    nmt: Source
-    charlm: Source
-    forecast: Source
+    """Where each workload's raw data comes from, and in which format."""
+
+    nmt: PairsSource
+    charlm: TextSource
+    forecast: PriceSource
 
 
 # --- translation ---------------------------------------------------------------------
@@ -168,7 +185,7 @@ class ForecastPaths:
 
 @dataclass(frozen=True)
 class ForecastData:
-    features: tuple[Literal["close"], ...]
+    features: tuple[Literal["close", "open", "high", "low"], ...]
     input_len: int
     output_len: int
     stride: int

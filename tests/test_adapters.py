@@ -82,7 +82,7 @@ def test_coindesk_csv_export_parses_with_crlf():
     raw = (FIXTURES / "coindesk-export-head.csv").read_bytes()
     assert b"\r\n" in raw
     rows = coindesk.parse_csv_export(raw.decode(), "export.csv")
-    assert len(rows) == 40
+    assert len(rows) == 400
     assert rows[0]["date"] == dt.date(2013, 10, 1) and rows[0]["close"] == pytest.approx(123.65499)
     assert all(r["low"] <= min(r["open"], r["close"]) and r["high"] >= max(r["open"], r["close"]) for r in rows)
 

@@ -129,3 +129,63 @@ def test_model_bytes_are_a_function_of_the_params(tmp_path):
         load_model(tmp_path / "a")
     with pytest.raises(CheckpointError, match="not a model directory"):
         load_model(tmp_path / "missing")
+
+
+def test_alternative_source_formats(tmp_path, tiny_params, monkeypatch):
+    """Zip archives, Gutenberg texts and the CoinDesk CSV export (two features) run through."""
+    import dataclasses
+    import zipfile
+
+    from .conftest import FIXTURES, ROOT
+
+    archive = tmp_path / "fra-eng.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(ROOT / "data/embedded/fra-eng/_about.txt", "_about.txt")
+        zf.write(FIXTURES / "fra-eng-excerpt.txt", "fra.txt")
+    s = tiny_params.sources
+    params = dataclasses.replace(
+        tiny_params,
+        sources=dataclasses.replace(
+            s,
+            nmt=dataclasses.replace(s.nmt, url=str(archive), sha256=None, raw="data/raw/nmt/fra-eng.zip",
+                                    format="tatoeba-zip"),
+            charlm=dataclasses.replace(s.charlm, url=str(FIXTURES / "anna-tail.txt"), sha256=None,
+                                       format="gutenberg"),
+            forecast=dataclasses.replace(s.forecast, url=str(FIXTURES / "coindesk-export-head.csv"),
+                                         sha256=None, raw="data/raw/forecast/export.csv", format="coindesk-csv"),
+        ),
+        forecast=dataclasses.replace(
+            tiny_params.forecast,
+            data=dataclasses.replace(tiny_params.forecast.data, features=("close", "high"), test_fraction=0.3),
+        ),
+    )
+    monkeypatch.chdir(tmp_path)
+    for workload in ("nmt", "charlm", "forecast"):
+        run("download", params, workload)
+        run(f"prepare_{workload}", params)
+    assert len((tmp_path / "data/prepared/nmt/train.tsv").read_text().splitlines()) > 500
+    chars = json.loads((tmp_path / "data/prepared/charlm/vocab.json").read_text())["chars"]
+    assert "*" not in chars  # the Gutenberg END marker line is gone
+    windows = artifacts.read_npz(tmp_path / "data/prepared/forecast/windows.npz")
+    assert windows["series"].shape == (400, 2)
+    assert np.all(windows["series"][:, 1] >= windows["series"][:, 0])  # high >= close
+    run("train_forecast", params, "gru")
+    run("evaluate_forecast", params, "gru")
+    assert read_metrics(tmp_path, "forecast-gru.json")["test_windows"] > 0
+
+
+def test_a_feature_the_format_lacks_names_the_key(tmp_path, tiny_params, monkeypatch):
+    import dataclasses
+
+    from pipeline.params import ParamsError
+
+    params = dataclasses.replace(
+        tiny_params,
+        forecast=dataclasses.replace(
+            tiny_params.forecast, data=dataclasses.replace(tiny_params.forecast.data, features=("close", "open")),
+        ),
+    )
+    monkeypatch.chdir(tmp_path)
+    run("download", params, "forecast")
+    with pytest.raises(ParamsError, match=r"'forecast.data.features' asks for \['open'\], but format 'bpi-json' only has \['close'\]"):
+        run("prepare_forecast", params)

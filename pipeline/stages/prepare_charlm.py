@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline import artifacts, text
 from pipeline.params import Params
-from pipeline.sources.text import read_corpus
+from pipeline.sources.text import read_corpus, strip_gutenberg
 
 
 def prepare(corpus: str, valid_fraction: float) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -26,8 +26,11 @@ def prepare(corpus: str, valid_fraction: float) -> tuple[tuple[str, ...], np.nda
 
 
 def run(params: Params, variant: str | None = None) -> None:
-    raw = Path(params.sources.charlm.raw)
+    source = params.sources.charlm
+    raw = Path(source.raw)
     corpus = read_corpus(raw.read_bytes(), str(raw))
+    if source.format == "gutenberg":
+        corpus = strip_gutenberg(corpus, str(raw))
     chars, train_ids, valid_ids = prepare(corpus, params.charlm.data.valid_fraction)
     out = Path(params.charlm.paths.prepared)
     artifacts.write_npz(out / "train.npz", ids=train_ids)

@@ -7,17 +7,34 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import artifacts, windows
-from pipeline.params import Params
-from pipeline.sources.coindesk import parse_bpi_close
+from pipeline.params import Params, ParamsError
+from pipeline.sources.coindesk import parse_bpi_close, parse_csv_export
+from pipeline.sources.text import read_corpus
+
+
+def read_series(params: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ISO dates <str>[days] and the available columns <float32>[days] by name."""
+    source = params.sources.forecast
+    raw = Path(source.raw)
+    text = read_corpus(raw.read_bytes(), str(raw))
+    if source.format == "coindesk-csv":
+        rows = parse_csv_export(text, str(raw))
+        dates = np.array([r["date"].isoformat() for r in rows])
+        return dates, {c: np.array([r[c] for r in rows], np.float32) for c in ("close", "open", "high", "low")}
+    pairs = parse_bpi_close(text, str(raw))
+    return np.array([d.isoformat() for d, _ in pairs]), {"close": np.array([c for _, c in pairs], np.float32)}
 
 
 def run(params: Params, variant: str | None = None) -> None:
     d = params.forecast.data
-    raw = Path(params.sources.forecast.raw)
-    rows = parse_bpi_close(raw.read_text(encoding="utf-8"), str(raw))
-    columns = {"close": np.array([close for _, close in rows], np.float32)}
+    dates, columns = read_series(params)
+    unknown = [f for f in d.features if f not in columns]
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: 'forecast.data.features' asks for {unknown}, but format "
+            f"'{params.sources.forecast.format}' only has {sorted(columns)}"
+        )
     series = np.stack([columns[name] for name in d.features], axis=1)
-    dates = np.array([day.isoformat() for day, _ in rows])
     split = windows.chronological_split(
         len(series), d.input_len, d.output_len, d.stride, d.test_fraction
     )

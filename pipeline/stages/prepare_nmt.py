@@ -9,6 +9,7 @@ import numpy as np
 from pipeline import artifacts, text
 from pipeline.params import NmtData, Params, ParamsError
 from pipeline.sources import tatoeba
+from pipeline.sources.text import read_corpus
 
 SPLITS = ("train", "valid", "test")
 
@@ -43,9 +44,16 @@ def prepare(pairs: list[tuple[str, str]], data: NmtData):
     return splits, src_vocab, trg_vocab, arrays
 
 
+def read_pairs(params: Params) -> list[tuple[str, str]]:
+    source = params.sources.nmt
+    raw = Path(source.raw)
+    if source.format == "tatoeba-zip":
+        return tatoeba.pairs_from_zip(raw, params.fetch.max_megabytes << 20)
+    return tatoeba.parse_pairs(read_corpus(raw.read_bytes(), str(raw)), str(raw))
+
+
 def run(params: Params, variant: str | None = None) -> None:
-    raw = Path(params.sources.nmt.raw)
-    pairs = tatoeba.parse_pairs(raw.read_text(encoding="utf-8"), str(raw))
+    pairs = read_pairs(params)
     splits, src_vocab, trg_vocab, arrays = prepare(pairs, params.nmt.data)
     out = Path(params.nmt.paths.prepared)
     for name in SPLITS:
