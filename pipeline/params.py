@@ -36,6 +36,7 @@ class FetchPolicy:
     connect_timeout: float
     read_timeout: float
     max_megabytes: int
+    mirror: str | None
 
 
 @dataclass(frozen=True)

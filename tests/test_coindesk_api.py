@@ -18,7 +18,7 @@ from .conftest import ROOT
 KEY = "test-key-5f2b9c0e7d1a"  # a fake secret; it must never leak
 VAR = "RNNPIPE_TEST_COINDESK_KEY"
 POLICY = FetchPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=1.0,
-                     connect_timeout=2.0, read_timeout=2.0, max_megabytes=1)
+                     connect_timeout=2.0, read_timeout=2.0, max_megabytes=1, mirror=None)
 BPI = json.loads((ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json").read_text())["bpi"]
 
 

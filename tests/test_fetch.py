@@ -24,7 +24,7 @@ from .conftest import FIXTURES, ROOT
 BPI = ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json"
 SHAKESPEARE = FIXTURES / "shakespeare-head.txt"
 POLICY = FetchPolicy(retries=2, backoff_seconds=0.01, max_backoff_seconds=5.0,
-                     connect_timeout=2.0, read_timeout=0.5, max_megabytes=1)
+                     connect_timeout=2.0, read_timeout=0.5, max_megabytes=1, mirror=None)
 
 
 def sha(data: bytes) -> str:
@@ -210,3 +210,31 @@ def test_backoff_is_bounded_full_jitter():
     assert min(waits) >= 0 and max(waits) <= POLICY.max_backoff_seconds
     late = [fetch.backoff(10, POLICY, rng) for _ in range(200)]
     assert max(late) > 2.0 and min(late) < 1.0  # spread over [0, cap], not a fixed delay
+
+
+# --- mirrors -------------------------------------------------------------------------------
+def test_a_folder_mirror_serves_remote_sources_by_file_name(tmp_path):
+    import dataclasses
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "input.txt").write_bytes(SHAKESPEARE.read_bytes())
+    policy = dataclasses.replace(POLICY, mirror=str(mirror))
+    # The remote host is never contacted: the name resolves nowhere.
+    url = "https://unreachable.invalid/karpathy/char-rnn/input.txt"
+    fetch.fetch(url, tmp_path / "out.txt", sha(SHAKESPEARE.read_bytes()), policy)
+    assert (tmp_path / "out.txt").read_bytes() == SHAKESPEARE.read_bytes()
+    # Local sources are already local and stay as they are.
+    assert fetch.mirrored(str(SHAKESPEARE), str(mirror)) == str(SHAKESPEARE)
+    with pytest.raises(fetch.FetchError, match="missing.zip: no such file"):
+        fetch.fetch("https://unreachable.invalid/missing.zip", tmp_path / "m", None, policy)
+
+
+def test_an_http_mirror(httpserver, tmp_path):
+    import dataclasses
+
+    data = BPI.read_bytes()
+    httpserver.expect_request("/mirror/close.json").respond_with_data(data, content_type="application/json")
+    policy = dataclasses.replace(POLICY, mirror=httpserver.url_for("/mirror/"))
+    fetch.fetch("https://api.coindesk.invalid/v1/bpi/historical/close.json", tmp_path / "c.json", sha(data), policy)
+    assert (tmp_path / "c.json").read_bytes() == data

@@ -70,6 +70,7 @@ def fetch(
         policy: retries, timeouts and the size limit.
         sleep: the wait between attempts (tests pass a recorder).
     """
+    url = mirrored(url, policy.mirror)
     with atomic_path(target) as tmp:
         if urlparse(url).scheme in ("http", "https"):
             _download_with_retries(url, tmp, policy, session or requests.Session(), sleep)
@@ -102,6 +103,19 @@ def get_bytes(
         _download_with_retries(url, body, policy, session or requests.Session(), sleep,
                                params=params, headers=headers)
         return body.read_bytes()
+
+
+def mirrored(url: str, mirror: str | None) -> str:
+    """``url`` served from ``mirror`` (a folder or an http(s) base) by its file name.
+
+    Only remote URLs move; a local path or ``file://`` URL is already local.
+    """
+    if mirror is None or urlparse(url).scheme not in ("http", "https"):
+        return url
+    name = Path(unquote(urlparse(url).path)).name
+    if not name:
+        raise FetchError(f"{url}: no file name to look up in mirror {mirror}")
+    return f"{mirror.rstrip('/')}/{name}"
 
 
 def local_path(url: str) -> Path:
