@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.stage.startswith(("train_", "evaluate_")):
-        cells = getattr(params, args.stage.split("_", 1)[1]).model.cells
+        workload = args.stage.split("_", 1)[1]
+        cells = getattr(params, workload).model.cells
         if args.variant not in cells:
-            print(f"error: cell '{args.variant}' is not in {args.stage.split('_', 1)[1]}"
-                  f".model.cells {list(cells)}", file=sys.stderr)
+            print(f"error: cell '{args.variant}' is not in {workload}.model.cells {list(cells)}",
+                  file=sys.stderr)
             return 2
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     stage.run(params, args.variant)

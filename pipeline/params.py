@@ -235,6 +235,13 @@ class Params:
     forecast: Forecast
 
 
+def model_kwargs(model: NmtModel | CharlmModel | ForecastModel, cell: str) -> dict[str, Any]:
+    """A ``<workload>.model`` section as constructor arguments, with one ``cell``
+    (a DVC matrix branch) in place of the ``cells`` list."""
+    fields = {k: v for k, v in dataclasses.asdict(model).items() if k != "cells"}
+    return {"cell": cell, **fields}
+
+
 # --- loading -------------------------------------------------------------------------
 def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raises :class:`ParamsError` naming the key."""

@@ -12,6 +12,7 @@ evaluation can average exactly across batches of unequal padding. ``train_step``
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -147,6 +148,7 @@ def fit(
     and whatever ``evaluate(params)`` returns.
     """
     history = []
+    started = time.perf_counter()
     total, count = jnp.float32(0.0), 0
     bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
     for step in bar:
@@ -158,4 +160,6 @@ def fit(
             shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             tqdm.write(f"{desc} step {step}/{steps}: {shown}")
             total, count = jnp.float32(0.0), 0
+    seconds = time.perf_counter() - started
+    tqdm.write(f"{desc}: {steps} steps in {seconds:.0f}s ({steps / seconds:.1f} steps/s)")
     return state, history

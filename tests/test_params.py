@@ -87,3 +87,10 @@ def test_every_dataclass_field_is_in_the_yaml(real_params_dict):
     params = P.from_dict(real_params_dict)
     assert yaml.safe_load(yaml.safe_dump(real_params_dict)) == real_params_dict
     assert params.sources.nmt.url == real_params_dict["sources"]["nmt"]["url"]
+
+
+def test_model_kwargs_swap_the_cells_list_for_one_cell(real_params_dict):
+    params = P.from_dict(real_params_dict)
+    kwargs = P.model_kwargs(params.charlm.model, "gru")
+    assert kwargs["cell"] == "gru" and "cells" not in kwargs
+    assert kwargs["hidden"] == params.charlm.model.hidden

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 import jax
@@ -13,7 +11,7 @@ from pipeline import artifacts, batches, inference, train
 from pipeline.checkpoint import save_model
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
-from pipeline.params import Params
+from pipeline.params import Params, model_kwargs
 
 
 def run(params: Params, cell: str) -> None:
@@ -22,8 +20,7 @@ def run(params: Params, cell: str) -> None:
     chars = artifacts.read_json(prepared / "vocab.json")["chars"]
     train_ids = artifacts.read_npz(prepared / "train.npz")["ids"]
     valid_ids = artifacts.read_npz(prepared / "valid.npz")["ids"]
-    fields = {k: v for k, v in dataclasses.asdict(p.model).items() if k != "cells"}
-    config = {"vocab": len(chars), "cell": cell, **fields}
+    config = {"vocab": len(chars), **model_kwargs(p.model, cell)}
     model = CharLM(**config)
     b, t = p.train.batch_size, p.train.seq_len
 
@@ -35,15 +32,12 @@ def run(params: Params, cell: str) -> None:
     )
     loss_fn = train.charlm_loss(model)
     eval_step = train.make_eval_step(loss_fn)
-    started = time.perf_counter()
     state, history = train.fit(
         state, train.make_train_step(loss_fn), batches.stream_windows(train_ids, b, t), p.train.steps,
         fit_key, p.train.log_every,
         lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         carry=carry, desc=f"train_charlm@{cell}",
     )
-    seconds = time.perf_counter() - started
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "chars": chars})
     artifacts.write_csv(Path(p.paths.plots) / f"charlm-{cell}-train.csv", history)
-    print(f"train_charlm@{cell}: {p.train.steps} steps in {seconds:.0f}s, "
-          f"valid_loss {history[-1]['valid_loss']:.3f} nats/char")
+    print(f"train_charlm@{cell}: valid_loss {history[-1]['valid_loss']:.3f} nats/char")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 import jax
@@ -12,13 +10,7 @@ import numpy as np
 from pipeline import artifacts, batches, inference, train
 from pipeline.checkpoint import save_model
 from pipeline.models.seq2seq import Seq2Seq
-from pipeline.params import Params
-
-
-def model_config(params: Params, cell: str, vocab: dict) -> dict:
-    m = params.nmt.model
-    fields = {k: v for k, v in dataclasses.asdict(m).items() if k != "cells"}
-    return {"src_vocab": len(vocab["src"]), "trg_vocab": len(vocab["trg"]), "cell": cell, **fields}
+from pipeline.params import Params, model_kwargs
 
 
 def run(params: Params, cell: str) -> None:
@@ -27,7 +19,8 @@ def run(params: Params, cell: str) -> None:
     vocab = artifacts.read_json(prepared / "vocab.json")
     train_arrays = artifacts.read_npz(prepared / "train.npz")
     valid_arrays = artifacts.read_npz(prepared / "valid.npz")
-    config = model_config(params, cell, vocab)
+    config = {"src_vocab": len(vocab["src"]), "trg_vocab": len(vocab["trg"]),
+              **model_kwargs(p.model, cell)}
     model = Seq2Seq(**config)
 
     init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
@@ -42,14 +35,11 @@ def run(params: Params, cell: str) -> None:
     stream = batches.bucket_batches(
         train_arrays, p.data.buckets, p.train.batch_size, np.random.default_rng(p.train.seed)
     )
-    started = time.perf_counter()
     state, history = train.fit(
         state, train.make_train_step(loss_fn), stream, p.train.steps, fit_key, p.train.log_every,
         lambda prm: {"valid_loss": inference.mean_loss(eval_step, prm, valid)},
         desc=f"train_nmt@{cell}",
     )
-    seconds = time.perf_counter() - started
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "vocab": vocab})
     artifacts.write_csv(Path(p.paths.plots) / f"nmt-{cell}-train.csv", history)
-    print(f"train_nmt@{cell}: {p.train.steps} steps in {seconds:.0f}s, "
-          f"valid_loss {history[-1]['valid_loss']:.3f}")
+    print(f"train_nmt@{cell}: valid_loss {history[-1]['valid_loss']:.3f}")
