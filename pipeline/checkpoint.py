@@ -20,12 +20,13 @@ import jax
 from flax import serialization
 
 from pipeline.artifacts import atomic_dir, read_json, write_json
+from pipeline.errors import PipelineError
 
 CONFIG = "config.json"
 PARAMS = "params.msgpack"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PipelineError, RuntimeError):
     """A model directory that cannot be loaded; the message names it."""
 
 

@@ -1,6 +1,9 @@
 """Command line: run one pipeline stage with the values in params.yaml.
 
 Dispatch only: parse the stage name, load params, call ``pipeline.stages.<stage>.run``.
+``profile`` is the one command that is not a stage: it applies ``profiles/<name>.yaml``
+to params.yaml. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
+message alone and exits 1; a params.yaml problem exits 2.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ import argparse
 import importlib
 import sys
 
+from pathlib import Path
+
 from pipeline import params as params_module
+from pipeline.errors import PipelineError
 
 STAGES = {
     "download": "fetch a workload's source into data/raw (variant: nmt | charlm | forecast)",
@@ -32,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Run one stage of the rnnpipe pipeline. Every value comes from "
         "params.yaml; there are no hyperparameter flags. Normally `dvc repro` calls this.",
-        epilog=f"stages:\n{listing}\n\nexamples:\n  python -m pipeline download nmt\n"
+        epilog=f"stages:\n{listing}\n\nother commands:\n  profile NAME...     apply "
+        "profiles/NAME.yaml to params.yaml (see `python -m pipeline profile --help`)\n\n"
+        "examples:\n  python -m pipeline download nmt\n"
         "  python -m pipeline train_charlm gru\n  dvc repro train_nmt@lstm",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,15 +50,55 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def profile_parser() -> argparse.ArgumentParser:
+    from pipeline import profiles
+
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline profile",
+        description="Apply named overlays (profiles/NAME.yaml) to params.yaml in place, "
+        "keeping its comments, after checking that the result loads. `git diff params.yaml` "
+        "shows the change and `git checkout params.yaml` undoes it.",
+        epilog=f"profiles: {', '.join(profiles.available()) or 'none found (run from the repo root)'}\n\n"
+        "example:\n  python -m pipeline profile remote && export COINDESK_API_KEY=... && dvc exp run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("names", nargs="+", metavar="NAME", help="profiles to apply, in order")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--dry-run", action="store_true", help="print the changes; write nothing")
+    return ap
+
+
+def profile(argv: list[str]) -> int:
+    from pipeline import profiles
+
+    args = profile_parser().parse_args(argv)
+    changed = profiles.apply(args.names, Path(args.params), write=not args.dry_run)
+    for key, old, new in changed:
+        print(f"{key}: {old!r} -> {new!r}")
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{args.params}: {verb} {len(changed)} value(s)" if changed else f"{args.params}: already as the profile says")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.stage in NEEDS_VARIANT and not args.variant:
-        parser().error(f"stage '{args.stage}' needs a variant: {STAGES[args.stage]}")
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        params = params_module.load(args.params)
+        if argv[:1] == ["profile"]:
+            return profile(argv[1:])
+        return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def run_stage(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.stage in NEEDS_VARIANT and not args.variant:
+        parser().error(f"stage '{args.stage}' needs a variant: {STAGES[args.stage]}")
+    params = params_module.load(args.params)
     if args.stage.startswith(("train_", "evaluate_")):
         workload = args.stage.split("_", 1)[1]
         cells = getattr(params, workload).model.cells

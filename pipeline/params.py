@@ -9,6 +9,7 @@ with a message that names the file, the key, its section and the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import types
 import typing
@@ -18,10 +19,12 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from pipeline.errors import PipelineError
+
 Cell = Literal["lstm", "gru"]
 
 
-class ParamsError(ValueError):
+class ParamsError(PipelineError, ValueError):
     """A params.yaml problem; the message names the file and the key."""
 
 
@@ -48,7 +51,7 @@ class Source:
 
 @dataclass(frozen=True)
 class PairsSource(Source):
-    format: Literal["tsv", "tatoeba-zip"]
+    format: Literal["tsv", "tatoeba-zip", "iwslt"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,19 @@ class TextSource(Source):
 
 
 @dataclass(frozen=True)
+class CoindeskApi:
+    """The CoinDesk Data API request (format ``coindesk-api`` only)."""
+
+    market: str
+    instruments: tuple[str, ...]
+    key_env: str
+    since: dt.date
+
+
+@dataclass(frozen=True)
 class PriceSource(Source):
-    format: Literal["bpi-json", "coindesk-csv"]
+    format: Literal["bpi-json", "coindesk-csv", "coindesk-api"]
+    api: CoindeskApi
 
 
 @dataclass(frozen=True)
@@ -186,6 +200,8 @@ class ForecastPaths:
 
 @dataclass(frozen=True)
 class ForecastData:
+    currency: str
+    gap_policy: Literal["error", "ffill", "linear"]
     features: tuple[Literal["close", "open", "high", "low"], ...]
     input_len: int
     output_len: int
@@ -314,6 +330,11 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         return tuple(_coerce(item_tp, v, f"{key}[{i}]", source) for i, v in enumerate(value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is dt.date and isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ParamsError(f"{source}: '{key}' must be a date (YYYY-MM-DD), got {value!r}") from None
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ParamsError(
             f"{source}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}"

@@ -35,3 +35,15 @@ def test_unknown_cell_and_missing_variant():
     assert out.returncode == 2 and "cell 'rnn' is not in nmt.model.cells" in out.stderr
     out = run_cli("train_nmt")
     assert out.returncode == 2 and "needs a variant" in out.stderr
+
+
+def test_bad_input_prints_the_message_not_a_traceback(tmp_path, real_params_dict):
+    doc = dict(real_params_dict)
+    doc["sources"] = dict(doc["sources"], charlm=dict(doc["sources"]["charlm"], sha256="0" * 64,
+                                                      url=str(ROOT / doc["sources"]["charlm"]["url"]),
+                                                      raw=str(tmp_path / "input.txt")))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
+    out = run_cli("download", "charlm", "--params", str(tmp_path / "params.yaml"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and "sha256 mismatch" in out.stderr
+    assert not (tmp_path / "input.txt").exists()

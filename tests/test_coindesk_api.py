@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 from werkzeug import Response
 
@@ -22,16 +23,21 @@ POLICY = FetchPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=1.0,
 BPI = json.loads((ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json").read_text())["bpi"]
 
 
-def api_day(day: str, close: float) -> dict:
+def api_day(day: str, close: float, instrument: str = "BTC-USD") -> dict:
     ts = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp())
-    return {"UNIT": "DAY", "TIMESTAMP": ts, "TYPE": "267", "MARKET": "cadli", "INSTRUMENT": "BTC-USD",
+    return {"UNIT": "DAY", "TIMESTAMP": ts, "TYPE": "267", "MARKET": "cadli", "INSTRUMENT": instrument,
             "OPEN": close * 0.99, "HIGH": close * 1.02, "LOW": close * 0.97, "CLOSE": close, "VOLUME": 1.0}
 
 
 class FakeApi:
-    """Serves real BPI closes in the Data API's shape, paging by limit/to_ts."""
+    """Serves real BPI closes in the Data API's shape, paging by limit/to_ts.
 
-    def __init__(self):
+    ``series`` maps an instrument to its ``{ISO day: close}``; by default BTC-USD is the
+    real BPI history and BTC-EUR the same closes at 0.9.
+    """
+
+    def __init__(self, series: dict[str, dict[str, float]] | None = None):
+        self.series = series or {"BTC-USD": BPI, "BTC-EUR": {d: c * 0.9 for d, c in BPI.items()}}
         self.requests: list[dict] = []
 
     def __call__(self, request):
@@ -39,10 +45,12 @@ class FakeApi:
         if request.headers.get("Authorization") != f"Apikey {KEY}":
             return Response(json.dumps({"Err": {"message": "unauthorized"}}), status=401,
                             content_type="application/json")
+        instrument = request.args["instrument"]
         to_ts, limit = int(request.args["to_ts"]), int(request.args["limit"])
         end = dt.datetime.fromtimestamp(to_ts, dt.timezone.utc).date()
-        days = [d for d in BPI if dt.date.fromisoformat(d) <= end][-limit:]
-        body = {"Data": [api_day(d, BPI[d]) for d in days], "Err": {}}
+        series = self.series[instrument]
+        days = [d for d in series if dt.date.fromisoformat(d) <= end][-limit:]
+        body = {"Data": [api_day(d, series[d], instrument) for d in days], "Err": {}}
         return Response(json.dumps(body), content_type="application/json")
 
 
@@ -94,6 +102,10 @@ def test_missing_or_refused_key_says_which_variable_and_never_leaks(httpserver, 
     ('{"Data": {}}', "field 'Data' is missing or not a list"),
     ('{"Data": [{"TIMESTAMP": "yesterday", "CLOSE": 1}]}', r"Data\[0\]: field 'TIMESTAMP'"),
     ('{"Data": [{"TIMESTAMP": 1514764800, "CLOSE": 0}]}', r"Data\[0\]: field 'CLOSE' is not a positive price"),
+    ('{"Data": [{"TIMESTAMP": 1514764800, "CLOSE": 1}, {"TIMESTAMP": 1514764800, "CLOSE": 2}]}',
+     r"Data\[1\]: field 'TIMESTAMP': duplicate date \(2018-01-01\)"),
+    ('{"Data": [{"TIMESTAMP": 1514851200, "CLOSE": 1}, {"TIMESTAMP": 1514764800, "CLOSE": 2}]}',
+     r"Data\[1\]: field 'TIMESTAMP': dates out of order \(2018-01-01\)"),
     ("<html>Gateway Timeout</html>", "looks like an HTML/XML page"),
 ])
 def test_bad_api_responses_name_the_field(body, pattern):
@@ -120,3 +132,31 @@ def test_gaps_are_reported_as_inclusive_runs():
     days = [dt.date(2018, 1, d) for d in (1, 2, 5, 6, 8)]
     assert prices.gaps(days) == [(dt.date(2018, 1, 3), dt.date(2018, 1, 4)), (dt.date(2018, 1, 7), dt.date(2018, 1, 7))]
     assert prices.gaps(dt.date.fromisoformat(d) for d in BPI) == []
+
+
+def test_gaps_are_filled_only_as_the_policy_says():
+    days = [dt.date(2018, 1, 1), dt.date(2018, 1, 2), dt.date(2018, 1, 5)]
+    columns = {"close": np.array([1.0, 2.0, 5.0], np.float32), "high": np.array([2.0, 4.0, 10.0], np.float32)}
+    with pytest.raises(prices.PriceTableError, match=r"prices.csv: 2 missing day\(s\): 2018-01-03\.\.2018-01-04"):
+        prices.fill_gaps(days, columns, "error", "prices.csv")
+    full = [dt.date(2018, 1, d) for d in range(1, 6)]
+    filled_days, ffill = prices.fill_gaps(days, columns, "ffill", "x")
+    assert filled_days == full and ffill["close"].tolist() == [1, 2, 2, 2, 5] and ffill["high"].tolist() == [2, 4, 4, 4, 10]
+    _, linear = prices.fill_gaps(days, columns, "linear", "x")
+    assert linear["close"].tolist() == [1, 2, 3, 4, 5] and linear["close"].dtype == np.float32
+    same_days, same = prices.fill_gaps(full[:2], {"close": columns["close"][:2]}, "error", "x")
+    assert same_days == full[:2] and same["close"].tolist() == [1, 2]
+
+
+def test_the_price_table_round_trips_exactly_and_names_bad_lines():
+    rows = [{"date": dt.date.fromisoformat(d), "currency": "USD", "close": c, "open": None, "high": c * 1.1, "low": None}
+            for d, c in list(BPI.items())[:50]]
+    text = prices.to_csv(rows)
+    assert prices.from_csv(text, "t.csv") == rows
+    lines = text.splitlines()
+    with pytest.raises(prices.PriceTableError, match=r"t.csv:3: column 'close' is not a number: 'n/a'"):
+        prices.from_csv("\n".join(lines[:2] + ["2010-07-19,USD,n/a,,1.0,"] + lines[3:]), "t.csv")
+    with pytest.raises(prices.PriceTableError, match=r"row 2 \(USD 2010-07-17\): dates not strictly increasing"):
+        prices.from_csv("\n".join(lines[:2] + ["2010-07-17,USD,1.0,,1.0,"]), "t.csv")
+    with pytest.raises(prices.PriceTableError, match="field 'close' is not a positive price: -1.0"):
+        prices.from_csv("\n".join(lines[:1] + ["2010-07-17,USD,-1.0,,,"]), "t.csv")

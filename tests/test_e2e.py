@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT, merge, tiny_overrides
+from .test_coindesk_api import KEY, VAR, FakeApi
 
 COPY = ["pipeline", "dvc.yaml", "data/embedded", "tests/fixtures", ".dvc/config", ".dvc/.gitignore", ".gitignore"]
 
@@ -35,9 +36,7 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return sh(repo, sys.executable, "-m", "dvc", *args)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, real_params_dict) -> Path:
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
+def make_repo(repo: Path, params: dict) -> Path:
     for rel in COPY:
         src, dst = ROOT / rel, repo / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -45,13 +44,19 @@ def repo(tmp_path_factory, real_params_dict) -> Path:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    params = merge(real_params_dict, tiny_overrides(root=repo))
-    params["charlm"]["model"]["cells"] = ["lstm"]  # two matrices (nmt, forecast) are enough
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, real_params_dict) -> Path:
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
+    params = merge(real_params_dict, tiny_overrides(root=repo))
+    params["charlm"]["model"]["cells"] = ["lstm"]  # two matrices (nmt, forecast) are enough
+    return make_repo(repo, params)
 
 
 @pytest.mark.e2e
@@ -92,3 +97,24 @@ def test_changed_parameter_reruns_only_its_branch(repo):
     params_diff = json.loads(dvc(repo, "params", "diff", "HEAD~1", "--json").stdout)
     change = params_diff["params.yaml"]["forecast.model.hidden"]
     assert (change["old"], change["new"]) == (8, 12)
+
+
+@pytest.mark.e2e
+def test_price_refresh_under_dvc_keeps_history_and_adds_nothing_twice(tmp_path, real_params_dict, httpserver,
+                                                                        monkeypatch):
+    """`persist: true` in dvc.yaml: DVC leaves the stored prices for the refresh to extend."""
+    monkeypatch.setenv(VAR, KEY)
+    httpserver.expect_request("/index/cc/v1/historical/days").respond_with_handler(FakeApi())
+    params = merge(real_params_dict, {"sources": {"forecast": {
+        "url": httpserver.url_for("/"), "sha256": None, "raw": "data/raw/forecast/coindesk",
+        "format": "coindesk-api", "api": {"key_env": VAR, "since": "2018-01-01"}}}})
+    repo = make_repo(tmp_path / "repo", params)
+    first = dvc(repo, "repro", "download@forecast")
+    assert "new day(s)" in first.stdout
+    table = repo / "data/raw/forecast/coindesk/prices.csv"
+    stored, lock = table.read_bytes(), (repo / "dvc.lock").read_text()
+    assert json.loads(dvc(repo, "status", "download@forecast", "--json").stdout) == {}
+    again = dvc(repo, "repro", "-f", "download@forecast")
+    assert "nothing new" in again.stdout
+    assert table.read_bytes() == stored and (repo / "dvc.lock").read_text() == lock
+    assert KEY not in first.stdout + first.stderr + again.stdout + again.stderr + lock

@@ -12,10 +12,12 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from pipeline.errors import PipelineError
+
 CHUNK = 1 << 16
 
 
-class ArchiveError(ValueError):
+class ArchiveError(PipelineError, ValueError):
     """An unsafe or unusable archive; the message names archive and member."""
 
 

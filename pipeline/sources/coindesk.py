@@ -15,6 +15,8 @@ import io
 import json
 import math
 
+from pipeline.errors import PipelineError
+
 CSV_COLUMNS = {
     "Date": "date",
     "Closing Price (USD)": "close",
@@ -24,7 +26,7 @@ CSV_COLUMNS = {
 }
 
 
-class PriceFormatError(ValueError):
+class PriceFormatError(PipelineError, ValueError):
     """A price file that is not what it claims; the message names file and field."""
 
 

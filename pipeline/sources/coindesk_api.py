@@ -17,6 +17,7 @@ from typing import Callable
 
 import requests
 
+from pipeline.errors import PipelineError
 from pipeline.params import FetchPolicy
 from pipeline.sources.coindesk import PriceFormatError, load_json_object
 from pipeline.sources.fetch import FetchError, get_bytes
@@ -25,7 +26,7 @@ PAGE_LIMIT = 2000  # the API's maximum days per request
 DAY = 86400
 
 
-class ApiKeyError(RuntimeError):
+class ApiKeyError(PipelineError, RuntimeError):
     """No usable API key; the message says which variable to set (never the key)."""
 
 
@@ -77,10 +78,10 @@ def fetch_pages(
 
 
 def parse_days(text: str, name: str) -> list[dict[str, object]]:
-    """One response -> rows ``{"date", "currency", "close", "open", "high", "low"}``, sorted.
+    """One response -> rows ``{"date", "currency", "close", "open", "high", "low"}``.
 
-    Extra fields are ignored; a missing ``Data`` list, an ``Err`` payload, an empty page
-    or a bad value is an error naming the field.
+    Extra fields are ignored; a missing ``Data`` list, an ``Err`` payload, an empty page,
+    a bad value, or dates that are not strictly increasing is an error naming the field.
     """
     doc = load_json_object(text, name)
     if doc.get("Err"):
@@ -91,7 +92,10 @@ def parse_days(text: str, name: str) -> list[dict[str, object]]:
     if not data:
         raise PriceFormatError(f"{name}: field 'Data' is empty (no days in the requested range)")
     rows = [_row(entry, f"{name}: Data[{i}]") for i, entry in enumerate(data)]
-    rows.sort(key=lambda r: r["date"])
+    for i in range(1, len(rows)):
+        if rows[i]["date"] <= rows[i - 1]["date"]:
+            kind = "duplicate date" if rows[i]["date"] == rows[i - 1]["date"] else "dates out of order"
+            raise PriceFormatError(f"{name}: Data[{i}]: field 'TIMESTAMP': {kind} ({rows[i]['date']})")
     return rows
 
 

@@ -27,13 +27,16 @@ import requests
 from tqdm.auto import tqdm
 
 from pipeline.artifacts import atomic_path
+from pipeline.errors import PipelineError
 from pipeline.params import FetchPolicy as Policy
 
 CHUNK = 1 << 16
 PROGRESS_BYTES = 1 << 20  # show a progress bar above this size, on a terminal
+USER_AGENT = "rnnpipe (reproducible RNN pipeline; python-requests)"
+GUTENBERG = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
 
 
-class FetchError(RuntimeError):
+class FetchError(PipelineError, RuntimeError):
     """A source could not be fetched; the message names the URL.
 
     ``status`` is the HTTP status for a refused request, else None.
@@ -63,17 +66,17 @@ def fetch(
     """Fetch ``url`` into ``target`` atomically and return the sha256 of the bytes.
 
     Args:
-        url: a local path (relative to the working directory), ``file://`` URL, or
-            ``http(s)://`` URL.
+        url: a local path (relative to the working directory), ``file://`` URL,
+            ``http(s)://`` URL, or ``gutenberg:<book id>``.
         target: where the bytes land; replaced only once every check has passed.
         sha256: the expected hex digest, or None to skip the check.
         policy: retries, timeouts and the size limit.
         sleep: the wait between attempts (tests pass a recorder).
     """
-    url = mirrored(url, policy.mirror)
+    url = mirrored(resolve(url), policy.mirror)
     with atomic_path(target) as tmp:
         if urlparse(url).scheme in ("http", "https"):
-            _download_with_retries(url, tmp, policy, session or requests.Session(), sleep)
+            _download_with_retries(url, tmp, policy, session or new_session(), sleep)
         else:
             _copy_local(url, tmp, policy.max_megabytes << 20)
         digest = _sha256(tmp)
@@ -100,9 +103,26 @@ def get_bytes(
     """
     with tempfile.TemporaryDirectory() as scratch:
         body = Path(scratch) / "body"
-        _download_with_retries(url, body, policy, session or requests.Session(), sleep,
+        _download_with_retries(url, body, policy, session or new_session(), sleep,
                                params=params, headers=headers)
         return body.read_bytes()
+
+
+def new_session() -> requests.Session:
+    """A session that says who it is (some corpus hosts refuse anonymous clients)."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def resolve(url: str) -> str:
+    """Expand the ``gutenberg:<id>`` shorthand to the book's plain-text URL."""
+    scheme, _, rest = url.partition(":")
+    if scheme != "gutenberg":
+        return url
+    if not rest.isdigit():
+        raise FetchError(f"{url}: a Project Gutenberg source is gutenberg:<book id>, e.g. gutenberg:1399")
+    return GUTENBERG.format(id=int(rest))
 
 
 def mirrored(url: str, mirror: str | None) -> str:

@@ -9,11 +9,20 @@ looked up by string, never assumed to sit at ids 0-2.
 from __future__ import annotations
 
 import html
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.sources.text import read_corpus
 
 SPECIALS = ("<unk>", "<s>", "</s>")
+LANGS = ("en", "vi")  # source, target
+SPLITS = {"train": "train", "valid": "tst2012", "test": "tst2013"}  # the usual roles
+FILES = tuple(f"{stem}.{lang}" for stem in SPLITS.values() for lang in LANGS) + tuple(
+    f"vocab.{lang}" for lang in LANGS
+)
 
 
-class IwsltError(ValueError):
+class IwsltError(PipelineError, ValueError):
     """Misaligned or malformed IWSLT files; the message names the file and line."""
 
 
@@ -33,8 +42,32 @@ def parse_parallel(src: str, trg: str, src_name: str, trg_name: str) -> list[tup
     return pairs
 
 
+def read_folder(folder: str | Path) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """The downloaded folder -> ``{split: pairs}`` and ``{lang: vocabulary tokens}``."""
+    folder = Path(folder)
+
+    def text(name: str) -> str:
+        path = folder / name
+        if not path.is_file():
+            raise IwsltError(f"{path}: missing; the iwslt source needs {', '.join(FILES)}")
+        return read_corpus(path.read_bytes(), str(path))
+
+    src, trg = LANGS
+    splits = {
+        split: parse_parallel(text(f"{stem}.{src}"), text(f"{stem}.{trg}"),
+                              str(folder / f"{stem}.{src}"), str(folder / f"{stem}.{trg}"))
+        for split, stem in SPLITS.items()
+    }
+    vocabs = {lang: parse_vocab(text(f"vocab.{lang}"), str(folder / f"vocab.{lang}")) for lang in LANGS}
+    return splits, vocabs
+
+
 def parse_vocab(text: str, name: str) -> list[str]:
-    """Vocabulary tokens in file order, without the special tokens (found by string)."""
+    """Vocabulary tokens in file order, without the special tokens (found by string).
+
+    Entities are decoded as in the text; a token that decodes to one already listed
+    is kept once.
+    """
     tokens = text.rstrip("\n").split("\n")
     missing = [s for s in SPECIALS if s not in tokens]
     if missing:
@@ -44,4 +77,5 @@ def parse_vocab(text: str, name: str) -> list[str]:
         if token in seen:
             raise IwsltError(f"{name}:{lineno}: duplicate token {token!r}")
         seen.add(token)
-    return [t for t in tokens if t not in SPECIALS]
+    decoded = (html.unescape(t) for t in tokens if t not in SPECIALS)
+    return list(dict.fromkeys(decoded))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from pipeline.errors import PipelineError
 from pipeline.sources.archive import list_members, read_member
 
 # U+00A0 no-break, U+202F narrow no-break and U+2009 thin spaces become plain spaces;
@@ -16,7 +17,7 @@ from pipeline.sources.archive import list_members, read_member
 _SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u200b": None})
 
 
-class CorpusError(ValueError):
+class CorpusError(PipelineError, ValueError):
     """A malformed corpus line; the message names the file and the line."""
 
 

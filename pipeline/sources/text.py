@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
+from pipeline.errors import PipelineError
+
 # "*** START OF THIS PROJECT GUTENBERG EBOOK ANNA KARENINA ***" and the newer
 # "*** START OF THE PROJECT GUTENBERG EBOOK ... ***"; the same for END.
 _START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
 _END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
 
 
-class TextError(ValueError):
+class TextError(PipelineError, ValueError):
     """An unusable text corpus; the message names the file."""
 
 

@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, windows
+from pipeline import artifacts, prices, windows
 from pipeline.params import Params, ParamsError
 from pipeline.sources.coindesk import parse_bpi_close, parse_csv_export
 from pipeline.sources.text import read_corpus
 
 
-def read_series(params: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ISO dates <str>[days] and the available columns <float32>[days] by name."""
-    source = params.sources.forecast
+def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
+    """The days of ``forecast.data.currency`` and the columns the source has, by name."""
+    source, currency = params.sources.forecast, params.forecast.data.currency
     raw = Path(source.raw)
+    if source.format == "coindesk-api":
+        table = raw / prices.TABLE_FILE
+        if not table.is_file():
+            raise FileNotFoundError(f"{table}: no price table; run `dvc repro download@forecast`")
+        rows = [r for r in prices.from_csv(table.read_text(encoding="utf-8"), str(table))
+                if r["currency"] == currency]
+        if not rows:
+            raise ParamsError(f"params.yaml: 'forecast.data.currency' is {currency!r}, "
+                              f"but {table} has no {currency} rows")
+        names = [c for c in prices.TABLE_COLUMNS[2:] if all(r[c] is not None for r in rows)]
+        return [r["date"] for r in rows], {c: np.array([r[c] for r in rows], np.float32) for c in names}
+    if currency != "USD":
+        raise ParamsError(f"params.yaml: 'forecast.data.currency' is {currency!r}, "
+                          f"but format '{source.format}' holds USD prices only")
     text = read_corpus(raw.read_bytes(), str(raw))
     if source.format == "coindesk-csv":
         rows = parse_csv_export(text, str(raw))
-        dates = np.array([r["date"].isoformat() for r in rows])
-        return dates, {c: np.array([r[c] for r in rows], np.float32) for c in ("close", "open", "high", "low")}
+        return [r["date"] for r in rows], {c: np.array([r[c] for r in rows], np.float32)
+                                           for c in ("close", "open", "high", "low")}
     pairs = parse_bpi_close(text, str(raw))
-    return np.array([d.isoformat() for d, _ in pairs]), {"close": np.array([c for _, c in pairs], np.float32)}
+    return [d for d, _ in pairs], {"close": np.array([c for _, c in pairs], np.float32)}
 
 
 def run(params: Params, variant: str | None = None) -> None:
     d = params.forecast.data
-    dates, columns = read_series(params)
+    known, columns = read_series(params)
+    days, columns = prices.fill_gaps(known, columns, d.gap_policy, params.sources.forecast.raw)
+    dates = np.array([day.isoformat() for day in days])
     unknown = [f for f in d.features if f not in columns]
     if unknown:
         raise ParamsError(
@@ -35,9 +52,12 @@ def run(params: Params, variant: str | None = None) -> None:
             f"'{params.sources.forecast.format}' only has {sorted(columns)}"
         )
     series = np.stack([columns[name] for name in d.features], axis=1)
-    split = windows.chronological_split(
-        len(series), d.input_len, d.output_len, d.stride, d.test_fraction
-    )
+    try:
+        split = windows.chronological_split(
+            len(series), d.input_len, d.output_len, d.stride, d.test_fraction
+        )
+    except ValueError as err:
+        raise ParamsError(f"params.yaml: forecast.data does not fit {params.sources.forecast.raw}: {err}") from None
     out = Path(params.forecast.paths.prepared)
     artifacts.write_npz(
         out / "windows.npz", series=series, dates=dates,
@@ -46,7 +66,8 @@ def run(params: Params, variant: str | None = None) -> None:
     artifacts.write_json(out / "meta.json", {
         "features": list(d.features), "first_day": dates[0], "last_day": dates[-1],
         "test_from": dates[split.cut], "train_windows": len(split.train),
-        "test_windows": len(split.test),
+        "test_windows": len(split.test), "filled_days": len(days) - len(known),
+        "gap_policy": d.gap_policy,
     })
     print(f"prepare_forecast: {len(series)} days {dates[0]}..{dates[-1]}; "
           f"{len(split.train)} train / {len(split.test)} test windows (test from {dates[split.cut]})")

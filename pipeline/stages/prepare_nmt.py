@@ -8,21 +8,23 @@ import numpy as np
 
 from pipeline import artifacts, text
 from pipeline.params import NmtData, Params, ParamsError
-from pipeline.sources import tatoeba
+from pipeline.sources import iwslt, tatoeba
 from pipeline.sources.text import read_corpus
 
 SPLITS = ("train", "valid", "test")
 
 
-def prepare(pairs: list[tuple[str, str]], data: NmtData):
-    """Pure core: raw pairs -> token splits, vocabularies and encoded arrays."""
+def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], data: NmtData):
+    """Pure core: raw pairs -> token splits, vocabularies and encoded arrays.
+
+    ``pairs`` is one pool that is split here by source sentence, or a corpus's own
+    ``{train, valid, test}`` splits (IWSLT), which are only length-filtered and capped.
+    """
     if data.buckets[-1] < data.max_len + 1:
         raise ParamsError(
             f"params.yaml: 'nmt.data.buckets' ends at {data.buckets[-1]}, "
             f"but 'nmt.data.max_len' + 1 = {data.max_len + 1} must fit"
         )
-    if data.lowercase:
-        pairs = [(s.lower(), t.lower()) for s, t in pairs]
     cache: dict[str, list[str]] = {}
 
     def tok(sentence: str) -> list[str]:
@@ -30,10 +32,19 @@ def prepare(pairs: list[tuple[str, str]], data: NmtData):
             cache[sentence] = text.tokenize(sentence, data.level)
         return cache[sentence]
 
-    fits = [p for p in pairs if all(0 < len(tok(x)) <= data.max_len for x in p)]
-    chosen = np.random.default_rng(data.seed).permutation(len(fits))[: data.max_pairs]
-    kept = [fits[i] for i in sorted(chosen)]
-    splits = dict(zip(SPLITS, text.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
+    def fitting(rows: list[tuple[str, str]], cap: int) -> list[tuple[str, str]]:
+        if data.lowercase:
+            rows = [(s.lower(), t.lower()) for s, t in rows]
+        fits = [p for p in rows if all(0 < len(tok(x)) <= data.max_len for x in p)]
+        chosen = np.random.default_rng(data.seed).permutation(len(fits))[:cap]
+        return [fits[i] for i in sorted(chosen)]
+
+    if isinstance(pairs, dict):
+        caps = {"train": data.max_pairs, "valid": data.valid_size, "test": data.test_size}
+        splits = {name: fitting(pairs[name], caps[name]) for name in SPLITS}
+    else:
+        kept = fitting(pairs, data.max_pairs)
+        splits = dict(zip(SPLITS, text.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
     tokens = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
     src_vocab = text.build_vocab((s for s, _ in tokens["train"]), data.min_freq)
     trg_vocab = text.build_vocab((t for _, t in tokens["train"]), data.min_freq)
@@ -44,9 +55,12 @@ def prepare(pairs: list[tuple[str, str]], data: NmtData):
     return splits, src_vocab, trg_vocab, arrays
 
 
-def read_pairs(params: Params) -> list[tuple[str, str]]:
+def read_pairs(params: Params) -> list[tuple[str, str]] | dict[str, list[tuple[str, str]]]:
     source = params.sources.nmt
     raw = Path(source.raw)
+    if source.format == "iwslt":
+        splits, _ = iwslt.read_folder(raw)
+        return splits
     if source.format == "tatoeba-zip":
         return tatoeba.pairs_from_zip(raw, params.fetch.max_megabytes << 20)
     return tatoeba.parse_pairs(read_corpus(raw.read_bytes(), str(raw)), str(raw))
@@ -64,5 +78,6 @@ def run(params: Params, variant: str | None = None) -> None:
         {"level": params.nmt.data.level, "src": list(src_vocab.tokens), "trg": list(trg_vocab.tokens)},
     )
     sizes = ", ".join(f"{n} {len(splits[n])}" for n in SPLITS)
-    print(f"prepare_nmt: {len(pairs)} pairs read; {sizes}; "
+    read = sum(map(len, pairs.values())) if isinstance(pairs, dict) else len(pairs)
+    print(f"prepare_nmt: {read} pairs read; {sizes}; "
           f"vocab src {len(src_vocab)} / trg {len(trg_vocab)} -> {out}")
