@@ -1,8 +1,8 @@
 """Command line: run one pipeline stage with the values in params.yaml.
 
 Dispatch only: parse the stage name, load params, call ``pipeline.stages.<stage>.run``.
-``profile`` is the one command that is not a stage: it applies ``profiles/<name>.yaml``
-to params.yaml. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
+Two commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
+params.yaml, and ``translate`` runs a trained translation model on text. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
 message alone and exits 1; a params.yaml problem exits 2.
 """
 
@@ -39,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
         description="Run one stage of the rnnpipe pipeline. Every value comes from "
         "params.yaml; there are no hyperparameter flags. Normally `dvc repro` calls this.",
         epilog=f"stages:\n{listing}\n\nother commands:\n  profile NAME...     apply "
-        "profiles/NAME.yaml to params.yaml (see `python -m pipeline profile --help`)\n\n"
+        "profiles/NAME.yaml to params.yaml (see `python -m pipeline profile --help`)\n"
+        "  translate MODEL     translate lines with a trained model directory "
+        "(see `python -m pipeline translate --help`)\n\n"
         "examples:\n  python -m pipeline download nmt\n"
         "  python -m pipeline train_charlm gru\n  dvc repro train_nmt@lstm",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["profile"]:
             return profile(argv[1:])
+        if argv[:1] == ["translate"]:
+            from pipeline import translate
+
+            return translate.main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)

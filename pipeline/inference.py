@@ -9,32 +9,54 @@ import jax.numpy as jnp
 import numpy as np
 
 from pipeline import decode
-from pipeline.batches import stream_windows
+from pipeline.batches import eval_batches, stream_windows
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.models.seq2seq import Seq2Seq
-from pipeline.text import BOS_ID, EOS_ID, PAD_ID
+from pipeline.text import BOS_ID, EOS_ID, PAD_ID, Vocab, detokenize
 
 
-def make_translator(model: Seq2Seq, max_len_factor: int):
-    """``translate(params, src, src_len) -> ids <int32>[batch, factor * src_time]``.
+def make_translator(
+    model: Seq2Seq,
+    max_len_factor: int,
+    method: str = "greedy",
+    beam_size: int = 5,
+    length_penalty: float = 1.0,
+    temperature: float = 1.0,
+):
+    """``translate(params, src, src_len, key) -> ids <int32>[batch, factor * src_time]``.
 
-    Greedy; each row stops at ``</s>`` or at ``factor`` times its own source length.
-    Compiled once per source bucket width.
+    ``method`` is ``greedy``, ``beam`` (with GNMT's length penalty) or ``sample``
+    (temperature; ``key`` seeds it, the others ignore it). Each row stops at ``</s>`` or
+    at ``factor`` times its own source length. Compiled once per source bucket width.
     """
+    if method not in ("greedy", "beam", "sample"):
+        raise ValueError(f"unknown decoding method {method!r}")
 
     @jax.jit
-    def translate(params, src, src_len):
+    def translate(params, src, src_len, key):
         enc = model.apply({"params": params}, src, src_len, method=Seq2Seq.encode)
+        state = enc.pop("state")
 
-        def step(carries, token):
-            return model.apply({"params": params}, carries, token, enc, method=Seq2Seq.decode_step)
+        def step(state, token, enc=enc):
+            return model.apply({"params": params}, state, token, enc, method=Seq2Seq.decode_step)
 
         first = jnp.full((src.shape[0],), BOS_ID, jnp.int32)
-        return decode.greedy(
-            step, enc["carries"], first, max_len_factor * src.shape[1], EOS_ID, PAD_ID,
-            limit=max_len_factor * src_len,
-        )
+        max_len, limit = max_len_factor * src.shape[1], max_len_factor * src_len
+        if method == "greedy":
+            return decode.greedy(step, state, first, max_len, EOS_ID, PAD_ID, limit=limit)
+        if method == "sample":
+            ids = decode.sample(step, state, first, max_len, key, temperature, 0)
+            return jnp.where(jnp.arange(max_len)[None, :] < limit[:, None], ids, PAD_ID)
+
+        def beam_step(carry, token):  # the encoder outputs travel with the beams
+            state, enc = carry
+            state, logits = step(state, token, enc)
+            return (state, enc), logits
+
+        ids, _ = decode.beam_search(beam_step, (state, enc), first, beam_size, max_len, EOS_ID,
+                                    PAD_ID, length_penalty, limit=limit)
+        return ids
 
     return translate
 
@@ -57,6 +79,18 @@ def make_sampler(model: CharLM, length: int, temperature: float, top_k: int):
         return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k)
 
     return sample
+
+
+def translate_all(translate, params, arrays, buckets, batch_size, trg_vocab: Vocab, level: str,
+                  key: jax.Array | None = None) -> list[str]:
+    """Detokenised hypotheses for every row of ``arrays``, in the original order."""
+    key = jax.random.key(0) if key is None else key
+    hyps: list[str] = [""] * len(arrays["src"])
+    for i, (rows, batch) in enumerate(eval_batches(arrays, buckets, batch_size)):
+        ids = np.asarray(translate(params, batch["src"], batch["src_len"], jax.random.fold_in(key, i)))
+        for row, out in zip(rows, ids):
+            hyps[row] = detokenize(trg_vocab.decode(out.tolist()), level)
+    return hyps
 
 
 def stream_loss(eval_step, params, ids: np.ndarray, model: CharLM, batch: int, seq_len: int) -> float:

@@ -9,12 +9,17 @@ import numpy as np
 import sacrebleu
 
 
-def bleu_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float | str]:
+def bleu_chrf(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]], also_untokenized: bool = False
+) -> dict[str, float | str]:
     """Corpus BLEU (13a tokenisation) and chrF of detokenised text, with signatures.
 
     Args:
         hyps: one detokenised hypothesis per segment.
         refs: reference *streams*, each with one reference per segment.
+        also_untokenized: add ``bleu_tok_none``, BLEU on the text as it is
+            (``tokenize=none``), for corpora that come tokenized, such as IWSLT, whose
+            published tables are computed that way.
 
     The signature pins every setting that changes the number (tokeniser, smoothing,
     case, version), so scores are only compared when their signatures match.
@@ -26,12 +31,17 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, f
     bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
     b = bleu.corpus_score(list(hyps), streams)
     c = chrf.corpus_score(list(hyps), streams)
-    return {
+    out: dict[str, float | str] = {
         "bleu": round(b.score, 4),
         "chrf": round(c.score, 4),
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
     }
+    if also_untokenized:
+        none = sacrebleu.BLEU(tokenize="none")
+        out["bleu_tok_none"] = round(none.corpus_score(list(hyps), streams).score, 4)
+        out["bleu_tok_none_signature"] = str(none.get_signature())
+    return out
 
 
 def bits_per_char(nats: float) -> float:

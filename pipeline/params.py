@@ -99,7 +99,8 @@ class Paths:
 @dataclass(frozen=True)
 class NmtData:
     seed: int
-    level: Literal["word", "char"]
+    level: Literal["word", "char", "subword"]
+    vocab_size: int
     lowercase: bool
     max_len: int
     max_pairs: int
@@ -116,24 +117,40 @@ class NmtModel:
     hidden: int
     layers: int
     bidirectional: bool
-    attention: Literal["luong", "none"]
+    attention: Literal["none", "dot", "general", "scaled", "bahdanau"]
+    input_feeding: bool
+    tie_embeddings: bool
     dropout: float
 
 
 @dataclass(frozen=True)
-class TrainLoop:
+class NmtTrain:
     seed: int
     steps: int
     batch_size: int
+    optimizer: Literal["adam", "sgd"]
     learning_rate: float
+    schedule: Literal["constant", "luong234"]
     clip_norm: float
+    label_smoothing: float
     log_every: int
+    patience: int
 
 
 @dataclass(frozen=True)
 class NmtDecode:
+    method: Literal["greedy", "beam", "sample"]
+    beam_size: int
+    length_penalty: float
+    temperature: float
+    seed: int
     max_len_factor: int
     batch_size: int
+
+
+@dataclass(frozen=True)
+class NmtEvaluate:
+    pretokenized: bool
 
 
 @dataclass(frozen=True)
@@ -141,8 +158,9 @@ class Nmt:
     paths: Paths
     data: NmtData
     model: NmtModel
-    train: TrainLoop
+    train: NmtTrain
     decode: NmtDecode
+    evaluate: NmtEvaluate
 
 
 # --- character LM --------------------------------------------------------------------

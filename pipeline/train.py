@@ -27,12 +27,35 @@ TrainState = train_state.TrainState
 LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
 
 
-def make_optimizer(learning_rate: float, clip_norm: float, weight_decay: float = 0.0):
-    """Adam after global-norm clipping; ``weight_decay`` adds an L2 term to the gradient."""
+def make_optimizer(
+    learning_rate: float,
+    clip_norm: float,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    schedule: str = "constant",
+    steps: int = 0,
+):
+    """Global-norm clipping, then Adam or plain SGD, at a constant or stepped rate.
+
+    ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
+    over the last third of ``steps``. ``weight_decay`` adds an L2 term to the gradient.
+    """
+    rate: float | optax.Schedule = learning_rate
+    if schedule == "luong234":
+        start = 2 * steps // 3
+        rate = optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
+                                       decay_rate=0.5, transition_begin=start, staircase=True)
+    elif schedule != "constant":
+        raise ValueError(f"unknown schedule {schedule!r}")
     parts = [optax.clip_by_global_norm(clip_norm)]
     if weight_decay > 0:
         parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(optax.adam(learning_rate))
+    if optimizer == "adam":
+        parts.append(optax.adam(rate))
+    elif optimizer == "sgd":
+        parts.append(optax.sgd(rate))
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
     return optax.chain(*parts)
 
 
@@ -48,8 +71,13 @@ def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[
     return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask)}
 
 
-def nmt_loss(model) -> LossFn:
-    """Teacher-forced token cross-entropy; padding beyond ``trg_len`` is masked."""
+def nmt_loss(model, label_smoothing: float = 0.0) -> LossFn:
+    """Teacher-forced token cross-entropy; padding beyond ``trg_len`` is masked.
+
+    With ``label_smoothing`` the training loss spreads that much probability mass
+    uniformly over the vocabulary; evaluation (``train=False``) always reports the plain
+    negative log-likelihood, so validation losses stay comparable across settings.
+    """
 
     def loss_fn(params, batch, carry, key, train):
         trg = batch["trg"]
@@ -59,6 +87,11 @@ def nmt_loss(model) -> LossFn:
         )
         mask = jnp.arange(trg.shape[1] - 1)[None, :] < batch["trg_len"][:, None]
         stats = masked_xent(logits, trg[:, 1:], mask)
+        if train and label_smoothing > 0:
+            labels = optax.smooth_labels(jax.nn.one_hot(trg[:, 1:], logits.shape[-1]), label_smoothing)
+            smoothed = optax.softmax_cross_entropy(logits, labels)
+            total = jnp.sum(smoothed * mask)
+            return total / jnp.maximum(stats["count"], 1.0), (carry, stats)
         return stats["sum"] / jnp.maximum(stats["count"], 1.0), (carry, stats)
 
     return loss_fn
@@ -140,16 +173,23 @@ def fit(
     evaluate: Callable[[Any], dict[str, float]],
     carry: Any = None,
     desc: str = "train",
+    select: str | None = None,
+    patience: int = 0,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Run ``steps`` train steps; every ``log_every`` steps record a history row.
 
     Step ``s`` uses ``fold_in(key, s)`` for dropout, so the run is a pure function of
     the seed. Each row holds ``step``, the mean training ``loss`` since the last row,
     and whatever ``evaluate(params)`` returns.
+
+    With ``select`` (a key of those rows, higher is better) the returned state holds the
+    parameters of the best row, not the last; with ``patience > 0`` training also stops
+    once that many rows in a row have not improved on the best.
     """
     history = []
     started = time.perf_counter()
     total, count = jnp.float32(0.0), 0
+    best, best_params, stale = -float("inf"), None, 0
     bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
     for step in bar:
         state, carry, loss = train_step(state, next(batches), carry, jax.random.fold_in(key, step))
@@ -160,6 +200,22 @@ def fit(
             shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             tqdm.write(f"{desc} step {step}/{steps}: {shown}")
             total, count = jnp.float32(0.0), 0
+            if select is not None:
+                if row[select] > best:
+                    # a copy: the next train step donates (and so invalidates) state's buffers
+                    best, best_params, stale = row[select], jax.tree_util.tree_map(jnp.copy, state.params), 0
+                else:
+                    stale += 1
+                if patience and stale >= patience:
+                    tqdm.write(f"{desc}: stopping at step {step}: {select} has not improved "
+                               f"for {patience} evaluations")
+                    break
+    bar.close()
     seconds = time.perf_counter() - started
-    tqdm.write(f"{desc}: {steps} steps in {seconds:.0f}s ({steps / seconds:.1f} steps/s)")
+    done = history[-1]["step"] if history else steps
+    tqdm.write(f"{desc}: {done} steps in {seconds:.0f}s ({done / seconds:.1f} steps/s)")
+    if best_params is not None:
+        chosen = max(history, key=lambda r: r[select])
+        tqdm.write(f"{desc}: keeping step {chosen['step']} ({select} {best:.4f})")
+        state = state.replace(params=best_params)
     return state, history

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pipeline import decode
 
@@ -86,3 +87,97 @@ def test_low_temperature_concentrates_on_the_mode():
     hot = decode.sample(noisy_step, None, jnp.zeros(256, jnp.int32), 4, jax.random.key(2), 2.0, 0)
     cold = decode.sample(noisy_step, None, jnp.zeros(256, jnp.int32), 4, jax.random.key(2), 0.2, 0)
     assert (np.asarray(cold) == 1).mean() > (np.asarray(hot) == 1).mean() + 0.2
+
+
+# --- beam search -----------------------------------------------------------------------
+BOS, A, B = 2, 4, 5
+# Greedy's trap: A is likelier first (0.6), but after A the sentence cannot end well,
+# while B is followed by </s> almost surely. Rows of TRAP give next-token probabilities.
+TRAP = np.full((V, V), 1e-6)
+TRAP[BOS, A], TRAP[BOS, B] = 0.6, 0.4
+TRAP[A, 6], TRAP[A, 7], TRAP[A, EOS] = 0.35, 0.35, 0.3   # A -> 6|7|</s>
+TRAP[6, EOS] = TRAP[7, EOS] = 1.0
+TRAP[B, EOS], TRAP[B, 6] = 0.99, 0.01
+TRAP[EOS, EOS] = 1.0
+TRAP_LOGITS = jnp.log(jnp.asarray(TRAP / TRAP.sum(1, keepdims=True), jnp.float32))
+
+
+def trap_step(carry, token):
+    return carry + 1, TRAP_LOGITS[token]
+
+
+def test_beam_search_escapes_greedys_trap_golden():
+    greedy = decode.greedy(trap_step, jnp.zeros(2), jnp.array([BOS, BOS]), 5, EOS, PAD)
+    np.testing.assert_array_equal(greedy[0], [A, 6, EOS, 0, 0])  # 0.6 * 0.35 = 0.21
+    ids, score = decode.beam_search(trap_step, jnp.zeros(2), jnp.array([BOS, BOS]), 3, 5, EOS, PAD, alpha=0.0)
+    np.testing.assert_array_equal(ids, [[B, EOS, 0, 0, 0]] * 2)  # 0.4 * 0.99 = 0.396
+    np.testing.assert_allclose(score, np.log(0.4 * 0.99) * np.ones(2), rtol=1e-4)  # the 1e-6 floor
+
+
+def test_beam_of_one_is_greedy():
+    first = jnp.array([2, 5, 1])
+    greedy = decode.greedy(chain_step, jnp.zeros(3), first, 8, EOS, PAD, limit=jnp.array([8, 8, 3]))
+    ids, _ = decode.beam_search(chain_step, jnp.zeros(3), first, 1, 8, EOS, PAD, limit=jnp.array([8, 8, 3]))
+    np.testing.assert_array_equal(ids, greedy)
+
+
+def prefix_step(carry, token):
+    """Logits that depend on the whole prefix (the carry encodes it), never on the row:
+    a beam that reorders carries wrongly gets different scores."""
+    carry = carry * 7 + token + 1
+    table = jax.random.normal(jax.random.key(42), (97, V)) * 2.0
+    logits = table[carry % 97]
+    return carry, jnp.where(jnp.isin(jnp.arange(V), jnp.array([PAD, BOS])), -1e9, logits)
+
+
+def brute_force(max_len, alpha):
+    """The best complete hypothesis by exhaustive enumeration (tokens 1, 3..7)."""
+    tokens = [t for t in range(V) if t not in (PAD, BOS)]
+    best = (-np.inf, None)
+    frontier = [((), 0, 0.0)]  # (prefix, carry, logp)
+    while frontier:
+        prefix, carry, logp = frontier.pop()
+        new_carry, logits = prefix_step(jnp.int32(carry), jnp.int32(prefix[-1] if prefix else BOS))
+        step = np.asarray(jax.nn.log_softmax(logits))
+        for t in tokens:
+            seq, total = prefix + (t,), logp + float(step[t])
+            if t == EOS or len(seq) == max_len:
+                score = total / ((5 + len(seq)) / 6) ** alpha
+                best = max(best, (score, seq))
+            else:
+                frontier.append((seq, int(new_carry), total))
+    return best
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_a_wide_enough_beam_finds_the_exhaustive_optimum(alpha):
+    max_len = 3  # 6 tokens: 6 + 36 + 216 hypotheses, all inside a beam of 216
+    score, seq = brute_force(max_len, alpha)
+    ids, got = decode.beam_search(prefix_step, jnp.zeros(1, jnp.int32), jnp.array([BOS]), 216, max_len,
+                                  EOS, PAD, alpha=alpha)
+    np.testing.assert_array_equal(np.asarray(ids[0])[: len(seq)], seq)
+    np.testing.assert_allclose(float(got[0]), score, rtol=1e-5)
+
+
+def test_beam_rows_are_independent_and_respect_limits():
+    first = jnp.array([BOS, BOS, BOS])
+    both, _ = decode.beam_search(prefix_step, jnp.zeros(3, jnp.int32), first, 4, 6, EOS, PAD,
+                                 limit=jnp.array([6, 2, 6]))
+    alone, _ = decode.beam_search(prefix_step, jnp.zeros(1, jnp.int32), first[:1], 4, 6, EOS, PAD)
+    np.testing.assert_array_equal(both[0], alone[0])
+    np.testing.assert_array_equal(both[0], both[2])
+    assert (np.asarray(both[1])[2:] == PAD).all()
+
+
+def test_beam_search_jits_and_exits_early():
+    calls = []
+
+    def step(carry, token):
+        jax.debug.callback(lambda: calls.append(1))
+        return chain_step(carry, token)
+
+    run = jax.jit(lambda first: decode.beam_search(step, jnp.zeros(2), first, 3, 20, EOS, PAD)[0])
+    ids = run(jnp.array([2, 6]))
+    jax.effects_barrier()
+    np.testing.assert_array_equal(ids[1, :3], [7, EOS, 0])
+    assert len(calls) == 5  # the longest row ends after 5 tokens, not max_len = 20

@@ -16,9 +16,11 @@ from pipeline.models.seq2seq import Seq2Seq
 CELLS = ["lstm", "gru"]
 
 
-def nmt_setup(cell, attention="luong", dropout=0.0):
-    model = Seq2Seq(11, 13, cell, embed=8, hidden=12, layers=2, bidirectional=True,
-                    attention=attention, dropout=dropout)
+def nmt_setup(cell, attention="general", dropout=0.0, **options):
+    options.setdefault("bidirectional", attention != "dot")  # dot needs memory as wide as the decoder
+    attention = options.pop("attention", attention)
+    model = Seq2Seq(11, 13, cell, embed=8, hidden=12, layers=2, attention=attention, dropout=dropout,
+                    **options)
     rng = np.random.default_rng(0)
     batch = {
         "src": jnp.asarray(rng.integers(4, 11, (4, 6)), jnp.int32),
@@ -62,7 +64,7 @@ def assert_every_leaf_changed(before, after):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("attention", ["luong", "none"])
+@pytest.mark.parametrize("attention", ["none", "dot", "general", "scaled", "bahdanau"])
 def test_nmt_padding_does_not_change_the_loss(cell, attention):
     model, state, batch = nmt_setup(cell, attention)
     loss_fn = jax.jit(train.nmt_loss(model), static_argnums=4)
@@ -163,3 +165,57 @@ def test_untrained_forecaster_is_close_to_the_naive_baseline():
     naive = np.repeat(batch["inputs"][:, -1:, 0], 5, axis=1)
     np.testing.assert_allclose(pred, naive, atol=0.02)
     assert not np.array_equal(np.asarray(pred), naive)
+
+
+VARIANTS = [  # (attention, input_feeding, tie_embeddings)
+    ("none", False, False), ("dot", False, True), ("general", False, False), ("scaled", True, False),
+    ("bahdanau", False, False), ("bahdanau", True, True), ("general", True, False),
+]
+
+
+@pytest.mark.parametrize("cell,attention,feeding,tie", [(CELLS[i % 2], *v) for i, v in enumerate(VARIANTS)])
+def test_step_by_step_decoding_reproduces_teacher_forcing(cell, attention, feeding, tie):
+    """decode_step, which every decoder calls, must compute what training computed."""
+    model, state, batch = nmt_setup(cell, attention, input_feeding=feeding, tie_embeddings=tie)
+    variables = {"params": state.params}
+    trg_in = batch["trg"][:, :-1]
+    full = model.apply(variables, batch["src"], batch["src_len"], trg_in)
+    enc = model.apply(variables, batch["src"], batch["src_len"], method=Seq2Seq.encode)
+    dec_state, steps = enc.pop("state"), []
+    for t in range(trg_in.shape[1]):
+        dec_state, logits = model.apply(variables, dec_state, trg_in[:, t], enc, method=Seq2Seq.decode_step)
+        steps.append(logits)
+    np.testing.assert_allclose(np.stack(steps, 1), full, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("attention,feeding,tie", VARIANTS)
+def test_every_variant_trains_every_parameter(attention, feeding, tie):
+    model, state, batch = nmt_setup("lstm", attention, dropout=0.1, input_feeding=feeding, tie_embeddings=tie)
+    names = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.params)}
+    expected = {"none": [], "dot": [], "general": ["attn_key"], "scaled": ["attn_scale"],
+                "bahdanau": ["attn_query", "attn_v"]}[attention] + (["to_embed", "out_bias"] if tie else ["project"])
+    assert all(any(e in n for n in names) for e in expected), names
+    before = jax.tree_util.tree_map(np.asarray, state.params)
+    step = train.make_train_step(train.nmt_loss(model, label_smoothing=0.1))
+    state, _, loss = step(state, batch, None, jax.random.key(1))
+    assert np.isfinite(float(loss))
+    assert_every_leaf_changed(before, state.params)
+
+
+def test_impossible_model_options_are_refused():
+    for options, pattern in [({"attention": "dot", "bidirectional": True}, "dot attention needs"),
+                             ({"attention": "none", "input_feeding": True}, "input feeding")]:
+        with pytest.raises(ValueError, match=pattern):
+            nmt_setup("gru", **options)
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    model, state, batch = nmt_setup("gru")
+    plain, smooth = train.nmt_loss(model), train.nmt_loss(model, label_smoothing=0.2)
+    key = jax.random.key(0)
+    train_plain, _ = plain(state.params, batch, None, key, True)
+    train_smooth, _ = smooth(state.params, batch, None, key, True)
+    eval_plain, (_, s1) = plain(state.params, batch, None, key, False)
+    eval_smooth, (_, s2) = smooth(state.params, batch, None, key, False)
+    assert abs(float(train_smooth) - float(train_plain)) > 1e-3
+    assert float(eval_smooth) == float(eval_plain) and float(s1["sum"]) == float(s2["sum"])

@@ -51,7 +51,7 @@ def test_unknown_top_level_section(real_params_dict):
     [
         (("nmt", "model", "hidden"), "256", r"'nmt.model.hidden' must be int, got str"),
         (("nmt", "model", "hidden"), True, r"'nmt.model.hidden' must be int, got bool"),
-        (("nmt", "model", "attention"), "bahdanau", r"'nmt.model.attention' is 'bahdanau'; expected one of luong, none"),
+        (("nmt", "model", "attention"), "luong", r"'nmt.model.attention' is 'luong'; expected one of none, dot, general, scaled, bahdanau"),
         (("charlm", "model", "cells"), ["lstm", "rnn"], r"'charlm.model.cells\[1\]' is 'rnn'"),
         (("nmt", "data", "buckets"), [], r"'nmt.data.buckets' must be a non-empty list"),
         (("forecast", "train"), [1, 2], r"section 'forecast.train' must be a mapping"),

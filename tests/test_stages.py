@@ -53,13 +53,17 @@ def test_nmt_stages(workdir):
     assert test and not {line.split("\t")[0] for line in test} & train_src
     assert (workdir / "models/nmt/lstm/config.json").is_file()
     curve = (workdir / "plots/nmt-lstm-train.csv").read_text().splitlines()
-    assert curve[0] == "step,loss,valid_loss" and len(curve) == 3
+    assert curve[0] == "step,loss,valid_loss,valid_bleu" and len(curve) == 3
     m = read_metrics(workdir, "nmt-lstm.json")
-    assert m["test_pairs"] == len(test)
-    assert 0.0 <= m["bleu"] <= 100.0 and 0.0 <= m["chrf"] <= 100.0
+    valid = (prepared / "valid.tsv").read_text().splitlines()
+    assert m["pairs"] == len(test) and m["valid_pairs"] == len(valid)
+    for key in ("bleu", "chrf", "bleu_greedy", "valid_bleu", "valid_chrf", "valid_bleu_greedy"):
+        assert 0.0 <= m[key] <= 100.0, key
+    assert m["decode"] == "beam5" and "valid_bleu_signature" not in m
     assert m["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
-    hyps = (workdir / "samples/nmt-lstm-test.hyp.txt").read_text().split("\n")[:-1]
-    assert len(hyps) == len(test)
+    for split, rows in (("test", test), ("valid", valid)):
+        hyps = (workdir / f"samples/nmt-lstm-{split}.hyp.txt").read_text().split("\n")[:-1]
+        assert len(hyps) == len(rows)
 
 
 def test_charlm_stages(workdir, tiny_params):

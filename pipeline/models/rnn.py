@@ -104,17 +104,37 @@ class RNNLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, carry: Carry | None = None):
-        g = GATES[self.cell] * self.hidden
-        wi = self.param("wi", nn.initializers.lecun_normal(), (x.shape[-1], g))
-        wh = self.param("wh", _stacked_orthogonal(GATES[self.cell]), (self.hidden, g))
-        bi = self.param("bi", _gate_bias(self.cell, self.hidden), (g,))
-        bh = self.param("bh", nn.initializers.zeros_init(), (g,))
+        wi, wh, bi, bh = gate_weights(self, self.cell, self.hidden, x.shape[-1])
         if mask is None:
             mask = jnp.ones(x.shape[:2], bool)
         if carry is None:
             carry = zero_carry(self.cell, x.shape[0], self.hidden)
         xp = x @ wi + bi  # hoisted out of the scan: one [B*T, D] x [D, G] matmul
         return scan_layer(self.cell, wh, bh, carry, xp, mask, self.reverse)
+
+
+def gate_weights(module: nn.Module, cell: Cell, hidden: int, in_dim: int):
+    """Declare one layer's fused weights ``(wi, wh, bi, bh)`` on ``module``."""
+    g = GATES[cell] * hidden
+    return (
+        module.param("wi", nn.initializers.lecun_normal(), (in_dim, g)),
+        module.param("wh", _stacked_orthogonal(GATES[cell]), (hidden, g)),
+        module.param("bi", _gate_bias(cell, hidden), (g,)),
+        module.param("bh", nn.initializers.zeros_init(), (g,)),
+    )
+
+
+class LayerWeights(nn.Module):
+    """A layer's weights as plain arrays, for loops that call the step functions
+    directly (a decoder with input feeding steps through time one token at a time)."""
+
+    cell: Cell
+    hidden: int
+    in_dim: int
+
+    @nn.compact
+    def __call__(self):
+        return gate_weights(self, self.cell, self.hidden, self.in_dim)
 
 
 class StackedRNN(nn.Module):

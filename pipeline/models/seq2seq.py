@@ -1,8 +1,20 @@
-"""Encoder-decoder translator with Luong attention.
+"""Encoder-decoder translator: the tensorflow/nmt and JoeyNMT family on one recurrent core.
 
-The decoder has no input feeding, so during teacher forcing its recurrence runs over the
-whole target at once and attention is computed for all steps in one batched matmul;
-step-by-step decoding calls the very same ``decode`` with a length-1 target.
+- encoder: stacked LSTM/GRU, optionally bidirectional; a learned bridge maps its final
+  state to the decoder's initial state;
+- attention: ``none``; Luong ``dot`` (h_t . h_s), ``general`` (h_t . W_a h_s) and
+  ``scaled`` (general times a learned scalar g, tensorflow/nmt's ``scaled_luong``); or
+  Bahdanau ``bahdanau`` (v . tanh(W_q h_t + W_k h_s)). Each combines the context with
+  the decoder output as Luong's attentional vector tanh(W_c [c_t; h_t]);
+- input feeding (Luong et al. 2015, 3.3): the previous attentional vector joins the next
+  input. Without it the decoder's recurrence runs over the whole target in one scan and
+  attention is one batched matmul; with it the decoder steps through time in a
+  ``lax.scan`` whose body calls the same cell step functions;
+- tied embeddings: the output layer reuses the target embedding matrix.
+
+The decoder state is ``(carries, feed)`` where ``feed`` is the last attentional vector
+<f32>[batch, hidden]; ``decode_step`` maps ``(state, token) -> (state, logits)``, the
+step-function shape every decoder in :mod:`pipeline.decode` takes.
 """
 
 from __future__ import annotations
@@ -13,9 +25,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pipeline.models.rnn import Cell, StackedRNN
+from pipeline.models.rnn import STEPS, Cell, LayerWeights, StackedRNN, scan_layer
 
 NEG_INF = -1e9
+ATTENTIONS = ("none", "dot", "general", "scaled", "bahdanau")
 
 
 class Seq2Seq(nn.Module):
@@ -28,28 +41,52 @@ class Seq2Seq(nn.Module):
     hidden: int
     layers: int
     bidirectional: bool
-    attention: str  # "luong" | "none"
+    attention: str
     dropout: float
+    input_feeding: bool = False
+    tie_embeddings: bool = False
 
     def setup(self):
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        memory_width = self.hidden * (2 if self.bidirectional else 1)
+        if self.attention == "dot" and memory_width != self.hidden:
+            raise ValueError("dot attention needs encoder outputs as wide as the decoder: "
+                             "use a unidirectional encoder, or general/scaled/bahdanau")
+        if self.input_feeding and self.attention == "none":
+            raise ValueError("input feeding feeds the attentional vector: it needs attention")
         self.src_embed = nn.Embed(self.src_vocab, self.embed)
         self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
         self.encoder = StackedRNN(
             self.cell, self.hidden, self.layers, self.dropout, self.bidirectional
         )
-        self.decoder = StackedRNN(self.cell, self.hidden, self.layers, self.dropout)
         parts = 2 if self.cell == "lstm" else 1
         self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
-        if self.attention == "luong":
-            # Luong "general" score h_t^T W_a h_s; W_a h_s is computed once per source.
-            self.attn_key = nn.Dense(self.hidden, use_bias=False)
-            self.attn_combine = nn.Dense(self.hidden, use_bias=False)
+        first_in = self.embed + (self.hidden if self.input_feeding else 0)
+        self.decoder = [
+            LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden)
+            for i in range(self.layers)
+        ]
+        if self.attention in ("general", "scaled", "bahdanau"):
+            self.attn_key = nn.Dense(self.hidden, use_bias=False)  # applied once per source
+        if self.attention != "none":
+            self.attn_combine = self.param(
+                "attn_combine", nn.initializers.lecun_normal(), (memory_width + self.hidden, self.hidden))
+        if self.attention == "scaled":
+            self.attn_scale = self.param("attn_scale", nn.initializers.ones_init(), ())
+        if self.attention == "bahdanau":
+            self.attn_query = self.param("attn_query", nn.initializers.lecun_normal(), (self.hidden, self.hidden))
+            self.attn_v = self.param("attn_v", nn.initializers.normal(self.hidden**-0.5), (self.hidden,))
         self.drop = nn.Dropout(self.dropout)
-        self.project = nn.Dense(self.trg_vocab)
+        if self.tie_embeddings:
+            self.to_embed = nn.Dense(self.embed, use_bias=False)
+            self.out_bias = self.param("out_bias", nn.initializers.zeros_init(), (self.trg_vocab,))
+        else:
+            self.project = nn.Dense(self.trg_vocab)
 
     def __call__(self, src, src_len, trg_in, train: bool = False):
         enc = self.encode(src, src_len, train)
-        _, logits = self.decode(trg_in, enc, enc["carries"], train)
+        _, logits = self.decode(trg_in, enc, enc["state"], train)
         return logits
 
     def encode(self, src, src_len, train: bool = False) -> dict[str, Any]:
@@ -60,8 +97,9 @@ class Seq2Seq(nn.Module):
             src_len: <int32>[batch] true lengths (including ``</s>``).
 
         Returns:
-            ``memory`` <f32>[batch, src_time, enc_width], ``keys`` (memory through W_a),
-            ``mask`` <bool>[batch, src_time], and ``carries``: the decoder's initial state.
+            ``memory`` <f32>[batch, src_time, enc_width], ``keys`` (what scores compare
+            against), ``mask`` <bool>[batch, src_time], and ``state``: the decoder's
+            initial ``(carries, feed)``.
         """
         mask = jnp.arange(src.shape[1])[None, :] < src_len[:, None]
         x = self.drop(self.src_embed(src), deterministic=not train)
@@ -75,26 +113,80 @@ class Seq2Seq(nn.Module):
         carries = jax.tree_util.tree_unflatten(
             treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge, leaves)]
         )
-        keys = self.attn_key(memory) if self.attention == "luong" else memory
-        return {"memory": memory, "keys": keys, "mask": mask, "carries": carries}
+        keys = self.attn_key(memory) if self.attention in ("general", "scaled", "bahdanau") else memory
+        feed = jnp.zeros((src.shape[0], self.hidden), memory.dtype)
+        return {"memory": memory, "keys": keys, "mask": mask, "state": (carries, feed)}
 
-    def decode(self, trg_in, enc: dict[str, Any], carries, train: bool = False):
-        """Run the decoder over ``trg_in`` <int32>[batch, time] from ``carries``.
+    def decode(self, trg_in, enc: dict[str, Any], state, train: bool = False):
+        """Run the decoder over ``trg_in`` <int32>[batch, time] from ``state``.
 
-        Returns ``(carries, logits)``; with ``time == 1`` this is one decoding step.
+        Returns ``(state, logits)``; with ``time == 1`` this is one decoding step.
         """
         y = self.drop(self.trg_embed(trg_in), deterministic=not train)
-        carries, h = self.decoder(y, None, carries, train=train)
-        if self.attention == "luong":
-            scores = jnp.einsum("bth,bsh->bts", h, enc["keys"])
-            scores = jnp.where(enc["mask"][:, None, :], scores, NEG_INF)
-            weights = jax.nn.softmax(scores, axis=-1)
-            context = jnp.einsum("bts,bsd->btd", weights, enc["memory"])
-            h = jnp.tanh(self.attn_combine(jnp.concatenate([context, h], axis=-1)))
+        weights = [layer() for layer in self.decoder]
+        if self.input_feeding:
+            state, h = self._fed(weights, y, enc, state, train)
+        else:
+            state, h = self._parallel(weights, y, enc, state, train)
         h = self.drop(h, deterministic=not train)
-        return carries, self.project(h)
+        if self.tie_embeddings:
+            return state, self.trg_embed.attend(self.to_embed(h)) + self.out_bias
+        return state, self.project(h)
 
-    def decode_step(self, carries, token, enc: dict[str, Any]):
-        """One greedy/beam step: ``token`` <int32>[batch] -> (carries, logits <f32>[batch, V])."""
-        carries, logits = self.decode(token[:, None], enc, carries)
-        return carries, logits[:, 0]
+    def decode_step(self, state, token, enc: dict[str, Any]):
+        """One step for the decoders: ``token`` <int32>[batch] -> (state, logits <f32>[batch, V])."""
+        state, logits = self.decode(token[:, None], enc, state)
+        return state, logits[:, 0]
+
+    # -- the two decoder loops --------------------------------------------------------
+    def _parallel(self, weights, y, enc, state, train):
+        """No input feeding: each layer is one scan over the whole target."""
+        carries, _ = state
+        mask = jnp.ones(y.shape[:2], bool)
+        new_carries, x = [], y
+        for i, (wi, wh, bi, bh) in enumerate(weights):
+            if i > 0:
+                x = self.drop(x, deterministic=not train)
+            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, mask)
+            new_carries.append(carry)
+        h = self._attend(x, enc) if self.attention != "none" else x
+        return (new_carries, h[:, -1]), h
+
+    def _fed(self, weights, y, enc, state, train):
+        """Input feeding: one scan over time; each step reads the previous attentional vector."""
+        keep = 1.0 - self.dropout
+        if train and self.dropout > 0 and self.layers > 1:
+            shape = (self.layers - 1, y.shape[1], y.shape[0], self.hidden)
+            masks = jax.random.bernoulli(self.make_rng("dropout"), keep, shape) / keep
+        else:
+            masks = jnp.ones((self.layers - 1, y.shape[1], 1, 1), y.dtype)
+        step = STEPS[self.cell]
+
+        def body(state, inputs):
+            carries, feed = state
+            y_t, masks_t = inputs
+            x, new_carries = jnp.concatenate([y_t, feed], -1), []
+            for i, (wi, wh, bi, bh) in enumerate(weights):
+                if i > 0:
+                    x = x * masks_t[i - 1]
+                carry, x = step(wh, bh, carries[i], x @ wi + bi)
+                new_carries.append(carry)
+            h = self._attend(x[:, None], enc)[:, 0]
+            return (new_carries, h), h
+
+        state, hs = jax.lax.scan(body, state, (jnp.swapaxes(y, 0, 1), jnp.swapaxes(masks, 0, 1)))
+        return state, jnp.swapaxes(hs, 0, 1)
+
+    def _attend(self, h, enc):
+        """Luong's attentional vector tanh(W_c [c_t; h_t]) for decoder outputs ``h`` <f32>[B, T, H]."""
+        if self.attention == "bahdanau":
+            q = h @ self.attn_query
+            scores = jnp.einsum("btsh,h->bts", jnp.tanh(q[:, :, None, :] + enc["keys"][:, None, :, :]),
+                                self.attn_v)
+        else:
+            scores = jnp.einsum("bth,bsh->bts", h, enc["keys"])
+            if self.attention == "scaled":
+                scores = scores * self.attn_scale
+        scores = jnp.where(enc["mask"][:, None, :], scores, NEG_INF)
+        context = jnp.einsum("bts,bsd->btd", jax.nn.softmax(scores, axis=-1), enc["memory"])
+        return jnp.tanh(jnp.concatenate([context, h], axis=-1) @ self.attn_combine)

@@ -1,25 +1,23 @@
-"""evaluate_nmt@<cell>: greedy-translate the held-out test pairs and score with sacrebleu."""
+"""evaluate_nmt@<cell>: translate the dev and test pairs and score them with sacrebleu."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import jax
 
-from pipeline import artifacts, batches, inference, metrics, text
+from pipeline import artifacts, inference, metrics, text
 from pipeline.checkpoint import load_model
 from pipeline.models.seq2seq import Seq2Seq
-from pipeline.params import Params
+from pipeline.params import NmtDecode, Params
 
-
-def translate_all(translate, params, arrays, buckets, batch_size) -> list[list[int]]:
-    """Hypothesis ids for every row of ``arrays``, in the original order."""
-    hyps: list[list[int]] = [[] for _ in range(len(arrays["src"]))]
-    for rows, batch in batches.eval_batches(arrays, buckets, batch_size):
-        ids = np.asarray(translate(params, batch["src"], batch["src_len"]))
-        for row, out in zip(rows, ids):
-            hyps[row] = out.tolist()
-    return hyps
+def translators(model: Seq2Seq, d: NmtDecode) -> dict[str, object]:
+    """The configured decoder, and greedy beside it as the baseline when it differs."""
+    chosen = inference.make_translator(model, d.max_len_factor, d.method, d.beam_size,
+                                       d.length_penalty, d.temperature)
+    if d.method == "greedy":
+        return {"greedy": chosen}
+    return {d.method: chosen, "greedy": inference.make_translator(model, d.max_len_factor)}
 
 
 def run(params: Params, cell: str) -> None:
@@ -29,16 +27,25 @@ def run(params: Params, cell: str) -> None:
     vocab = config["vocab"]
     trg_vocab = text.Vocab(tuple(vocab["trg"]))
     prepared = Path(p.paths.prepared)
-    arrays = artifacts.read_npz(prepared / "test.npz")
-    pairs = [line.split("\t") for line in (prepared / "test.tsv").read_text("utf-8").splitlines()]
-    translate = inference.make_translator(model, p.decode.max_len_factor)
-    ids = translate_all(translate, model_params, arrays, p.data.buckets, p.decode.batch_size)
-    hyps = [text.detokenize(trg_vocab.decode(row), vocab["level"]) for row in ids]
-    refs = [t for _, t in pairs]
-    scores = metrics.bleu_chrf(hyps, [refs])
-    artifacts.write_text(Path(p.paths.samples) / f"nmt-{cell}-test.hyp.txt", "\n".join(hyps) + "\n")
-    artifacts.write_json(
-        Path(p.paths.metrics) / f"nmt-{cell}.json", {"test_pairs": len(hyps), **scores}
-    )
-    print(f"evaluate_nmt@{cell}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} "
-          f"on {len(hyps)} held-out pairs ({scores['bleu_signature']})")
+    results: dict[str, object] = {}
+    key = jax.random.key(p.decode.seed)
+    for split in ("valid", "test"):
+        arrays = artifacts.read_npz(prepared / f"{split}.npz")
+        refs = [line.split("\t")[1] for line in (prepared / f"{split}.tsv").read_text("utf-8").splitlines()]
+        prefix = "" if split == "test" else "valid_"
+        results[f"{prefix}pairs"] = len(refs)
+        for method, translate in translators(model, p.decode).items():
+            hyps = inference.translate_all(translate, model_params, arrays, p.data.buckets,
+                                           p.decode.batch_size, trg_vocab, vocab["level"], key)
+            scores = metrics.bleu_chrf(hyps, [refs], also_untokenized=p.evaluate.pretokenized)
+            if method == p.decode.method:
+                results.update({f"{prefix}{k}": v for k, v in scores.items()
+                                if not (prefix and k.endswith("_signature"))})  # one signature each
+                artifacts.write_text(Path(p.paths.samples) / f"nmt-{cell}-{split}.hyp.txt", "\n".join(hyps) + "\n")
+            else:
+                results[f"{prefix}bleu_{method}"] = scores["bleu"]
+    results["decode"] = p.decode.method if p.decode.method != "beam" else f"beam{p.decode.beam_size}"
+    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", results)
+    gain = f" (greedy {results['bleu_greedy']:.2f})" if "bleu_greedy" in results else ""
+    print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f}, "
+          f"dev BLEU {results['valid_bleu']:.2f}, {results['decode']} ({results['bleu_signature']})")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, text
+from pipeline import artifacts, subword, text
 from pipeline.params import NmtData, Params, ParamsError
 from pipeline.sources import iwslt, tatoeba
 from pipeline.sources.text import read_corpus
@@ -26,10 +26,11 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
             f"but 'nmt.data.max_len' + 1 = {data.max_len + 1} must fit"
         )
     cache: dict[str, list[str]] = {}
+    filter_level = "word" if data.level == "subword" else data.level  # subwords: filter by words
 
     def tok(sentence: str) -> list[str]:
         if sentence not in cache:
-            cache[sentence] = text.tokenize(sentence, data.level)
+            cache[sentence] = text.tokenize(sentence, filter_level)
         return cache[sentence]
 
     def fitting(rows: list[tuple[str, str]], cap: int) -> list[tuple[str, str]]:
@@ -45,14 +46,25 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
     else:
         kept = fitting(pairs, data.max_pairs)
         splits = dict(zip(SPLITS, text.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
-    tokens = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
+    width, models = data.max_len + 1, None
+    if data.level == "subword":
+        # One SentencePiece model per side, from the training split only; pairs whose
+        # pieces do not fit the widest bucket are dropped (from every split alike).
+        models = {side: subword.Subword(subword.train((p[i] for p in splits["train"]), data.vocab_size))
+                  for i, side in enumerate(("src", "trg"))}
+        width = data.buckets[-1]
+        tokens = {name: [(models["src"].tokenize(s), models["trg"].tokenize(t)) for s, t in rows]
+                  for name, rows in splits.items()}
+        keep = {name: [i for i, (s, t) in enumerate(tokens[name]) if len(s) < width and len(t) < width]
+                for name in SPLITS}
+        splits = {name: [splits[name][i] for i in keep[name]] for name in SPLITS}
+        tokens = {name: [tokens[name][i] for i in keep[name]] for name in SPLITS}
+    else:
+        tokens = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
     src_vocab = text.build_vocab((s for s, _ in tokens["train"]), data.min_freq)
     trg_vocab = text.build_vocab((t for _, t in tokens["train"]), data.min_freq)
-    arrays = {
-        name: text.encode_pairs(rows, src_vocab, trg_vocab, data.max_len + 1)
-        for name, rows in tokens.items()
-    }
-    return splits, src_vocab, trg_vocab, arrays
+    arrays = {name: text.encode_pairs(rows, src_vocab, trg_vocab, width) for name, rows in tokens.items()}
+    return splits, src_vocab, trg_vocab, arrays, models
 
 
 def read_pairs(params: Params) -> list[tuple[str, str]] | dict[str, list[tuple[str, str]]]:
@@ -68,14 +80,16 @@ def read_pairs(params: Params) -> list[tuple[str, str]] | dict[str, list[tuple[s
 
 def run(params: Params, variant: str | None = None) -> None:
     pairs = read_pairs(params)
-    splits, src_vocab, trg_vocab, arrays = prepare(pairs, params.nmt.data)
+    splits, src_vocab, trg_vocab, arrays, models = prepare(pairs, params.nmt.data)
     out = Path(params.nmt.paths.prepared)
     for name in SPLITS:
         artifacts.write_text(out / f"{name}.tsv", "".join(f"{s}\t{t}\n" for s, t in splits[name]))
         artifacts.write_npz(out / f"{name}.npz", **arrays[name])
     artifacts.write_json(
         out / "vocab.json",
-        {"level": params.nmt.data.level, "src": list(src_vocab.tokens), "trg": list(trg_vocab.tokens)},
+        {"level": params.nmt.data.level, "lowercase": params.nmt.data.lowercase,
+         "src": list(src_vocab.tokens), "trg": list(trg_vocab.tokens),
+         **({"subword": {side: m.to_text() for side, m in models.items()}} if models else {})},
     )
     sizes = ", ".join(f"{n} {len(splits[n])}" for n in SPLITS)
     read = sum(map(len, pairs.values())) if isinstance(pairs, dict) else len(pairs)
