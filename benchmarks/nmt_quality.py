@@ -5,7 +5,7 @@ directory, on the values in params.yaml plus the overrides listed below, and wri
 JSON record and a Markdown table (the README's quality table comes from it):
 
     python benchmarks/nmt_quality.py                      # every configuration, ~40 min on 2 cores
-    python benchmarks/nmt_quality.py --only general-lstm  # one row
+    python benchmarks/nmt_quality.py --only general-lstm --update  # redo one row
 
 Timings are wall-clock seconds of the train stage on this machine; run nothing else
 meanwhile. The character-level rows filter pairs by characters, not words, so their
@@ -98,6 +98,8 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=sorted(CONFIGS), help="run these configurations only")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the rows run now in an existing record (keeps the others)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/nmt-quality"),
                     help="output path without extension (default: %(default)s)")
     args = ap.parse_args()
@@ -107,10 +109,15 @@ def main() -> int:
         for name in args.only or CONFIGS:
             print(f"== {name}", flush=True)
             rows.append(run_config(name, base, Path(scratch)))
+    out = Path(args.out)
+    if args.update and out.with_suffix(".json").is_file():
+        fresh = {r["config"]: r for r in rows}
+        kept = {r["config"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+        kept.update(fresh)
+        rows = [kept[name] for name in CONFIGS if name in kept]
     record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "jax": jax.__version__, "device": str(jax.devices()[0])},
-              "command": " ".join(["python", *sys.argv]), "rows": rows}
-    out = Path(args.out)
+              "command": "python benchmarks/nmt_quality.py", "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(table(rows))

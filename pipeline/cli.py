@@ -20,8 +20,8 @@ from pipeline.errors import PipelineError
 STAGES = {
     "download": "fetch a workload's source into data/raw (variant: nmt | charlm | forecast)",
     "prepare_nmt": "parse, tokenize and split the sentence pairs; build vocabularies",
-    "train_nmt": "train the seq2seq translator (variant: the cell, lstm | gru)",
-    "evaluate_nmt": "translate the held-out test pairs; BLEU and chrF with sacrebleu",
+    "train_nmt": "train the seq2seq translator; keep the best dev BLEU (variant: the cell, lstm | gru)",
+    "evaluate_nmt": "translate the dev and test pairs (nmt.decode.method); BLEU and chrF with sacrebleu",
     "prepare_charlm": "build the character vocabulary; split train/valid",
     "train_charlm": "train the character LM with truncated BPTT (variant: the cell)",
     "evaluate_charlm": "validation nats/char and bits/char; write a generated sample",
