@@ -1,8 +1,9 @@
 """Command line: run one pipeline stage with the values in params.yaml.
 
 Dispatch only: parse the stage name, load params, call ``pipeline.stages.<stage>.run``.
-Two commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
-params.yaml, and ``translate`` runs a trained translation model on text. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
+Three commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
+params.yaml, ``translate`` runs a trained translation model on text, and ``generate``
+samples from a trained character LM. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
 message alone and exits 1; a params.yaml problem exits 2.
 """
 
@@ -41,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"stages:\n{listing}\n\nother commands:\n  profile NAME...     apply "
         "profiles/NAME.yaml to params.yaml (see `python -m pipeline profile --help`)\n"
         "  translate MODEL     translate lines with a trained model directory "
-        "(see `python -m pipeline translate --help`)\n\n"
+        "(see `python -m pipeline translate --help`)\n"
+        "  generate MODEL      sample text from a trained character LM "
+        "(see `python -m pipeline generate --help`)\n\n"
         "examples:\n  python -m pipeline download nmt\n"
         "  python -m pipeline train_charlm gru\n  dvc repro train_nmt@lstm",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import translate
 
             return translate.main(argv[1:])
+        if argv[:1] == ["generate"]:
+            from pipeline import generate
+
+            return generate.main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -58,10 +58,12 @@ def greedy(
     return jax.lax.while_loop(cond, body, state)[3]
 
 
-def pick(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> jax.Array:
+def pick(logits: jax.Array, key: jax.Array, temperature: float, top_k: int, top_p: float = 1.0) -> jax.Array:
     """Sample ids <int32>[batch] from ``logits`` <f32>[batch, V].
 
-    ``temperature == 0`` is arg-max; ``top_k > 0`` keeps only the k most likely ids.
+    ``temperature == 0`` is arg-max; ``top_k > 0`` keeps only the k most likely ids;
+    ``top_p < 1`` keeps the smallest set of most likely ids whose probability reaches
+    ``top_p`` (nucleus sampling; the most likely id always stays).
     """
     if temperature == 0.0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -69,6 +71,12 @@ def pick(logits: jax.Array, key: jax.Array, temperature: float, top_k: int) -> j
     if 0 < top_k < logits.shape[-1]:
         kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p < 1.0:
+        ranked = jnp.sort(logits, axis=-1)[:, ::-1]
+        before = jnp.cumsum(jax.nn.softmax(ranked, axis=-1), axis=-1) - jax.nn.softmax(ranked, axis=-1)
+        # the smallest logit still inside the nucleus: ids ranked where the mass before them < p
+        floor = jnp.min(jnp.where(before < top_p, ranked, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < floor, -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
@@ -80,6 +88,7 @@ def sample(
     key: jax.Array,
     temperature: float,
     top_k: int,
+    top_p: float = 1.0,
 ) -> jax.Array:
     """Ancestral sampling for ``length`` steps; returns <int32>[batch, length].
 
@@ -89,7 +98,7 @@ def sample(
     def body(state, t):
         carry, prev = state
         carry, logits = step_fn(carry, prev)
-        token = pick(logits, jax.random.fold_in(key, t), temperature, top_k)
+        token = pick(logits, jax.random.fold_in(key, t), temperature, top_k, top_p)
         return (carry, token), token
 
     _, tokens = jax.lax.scan(body, (carry, first.astype(jnp.int32)), jnp.arange(length))

@@ -61,10 +61,11 @@ def make_translator(
     return translate
 
 
-def make_sampler(model: CharLM, length: int, temperature: float, top_k: int):
+def make_sampler(model: CharLM, length: int, temperature: float, top_k: int, top_p: float = 1.0):
     """``sample(params, prime_ids <int32>[batch, p], key) -> ids <int32>[batch, length]``.
 
-    The prime is read in one pass; sampling continues from its last character.
+    The prime is read in one pass; sampling continues from its last character. Every
+    row of a batch draws its own sample (independent noise per row).
     """
 
     @jax.jit
@@ -76,7 +77,7 @@ def make_sampler(model: CharLM, length: int, temperature: float, top_k: int):
         def step(carries, token):
             return model.apply({"params": params}, carries, token, method=CharLM.step)
 
-        return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k)
+        return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k, top_p)
 
     return sample
 

@@ -49,16 +49,23 @@ def bits_per_char(nats: float) -> float:
     return nats / math.log(2.0)
 
 
-def forecast_errors(pred: np.ndarray, true: np.ndarray, axis=None) -> dict[str, np.ndarray]:
-    """MAE, RMSE and MAPE (percent) of ``pred`` against ``true``, in price units.
+def forecast_errors(pred: np.ndarray, true: np.ndarray, axis=None,
+                    scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """MAE, RMSE, MAPE (percent) and, given ``scale``, MASE of ``pred`` against ``true``.
 
     Args:
-        pred, true: <float>[windows, horizon].
+        pred, true: <float>[windows, horizon], in price units.
         axis: None for one number over everything, 0 for one per horizon step.
+        scale: <float>[windows] each window's in-sample naive error; MASE is the mean
+            of |error| / scale, so a value below 1 beats the one-step naive forecast
+            measured inside the input window.
     """
     err = pred - true
-    return {
+    out = {
         "mae": np.mean(np.abs(err), axis=axis),
         "rmse": np.sqrt(np.mean(np.square(err), axis=axis)),
         "mape": 100.0 * np.mean(np.abs(err) / np.abs(true), axis=axis),
     }
+    if scale is not None:
+        out["mase"] = np.mean(np.abs(err) / scale[:, None], axis=axis)
+    return out

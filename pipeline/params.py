@@ -172,6 +172,7 @@ class CharlmData:
 @dataclass(frozen=True)
 class CharlmModel:
     cells: tuple[Cell, ...]
+    input: Literal["embedding", "onehot"]
     embed: int
     hidden: int
     layers: int
@@ -185,6 +186,7 @@ class CharlmTrain:
     batch_size: int
     seq_len: int
     learning_rate: float
+    schedule: Literal["constant", "cosine"]
     clip_norm: float
     log_every: int
 
@@ -196,6 +198,7 @@ class CharlmSample:
     length: int
     temperature: float
     top_k: int
+    top_p: float
 
 
 @dataclass(frozen=True)

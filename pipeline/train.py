@@ -38,13 +38,15 @@ def make_optimizer(
     """Global-norm clipping, then Adam or plain SGD, at a constant or stepped rate.
 
     ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
-    over the last third of ``steps``. ``weight_decay`` adds an L2 term to the gradient.
+    over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``. ``weight_decay`` adds an L2 term to the gradient.
     """
     rate: float | optax.Schedule = learning_rate
     if schedule == "luong234":
         start = 2 * steps // 3
         rate = optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
                                        decay_rate=0.5, transition_begin=start, staircase=True)
+    elif schedule == "cosine":
+        rate = optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
     elif schedule != "constant":
         raise ValueError(f"unknown schedule {schedule!r}")
     parts = [optax.clip_by_global_norm(clip_norm)]

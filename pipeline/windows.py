@@ -1,4 +1,5 @@
-"""Pure price-window preparation: sliding windows, a leak-free split, per-window scaling."""
+"""Pure price-window preparation: sliding windows, a leak-free split with a gap,
+per-window scaling, and the naive and drift baselines."""
 
 from __future__ import annotations
 
@@ -29,17 +30,19 @@ def window_starts(n_days: int, input_len: int, output_len: int, stride: int) -> 
 def chronological_split(
     n_days: int, input_len: int, output_len: int, stride: int, test_fraction: float
 ) -> Split:
-    """Split windows at day ``cut`` so that no day belongs to both a train and a test window.
+    """Split windows at day ``cut`` with a gap of one whole window before it.
 
-    Training windows end before ``cut``; test windows start at or after it. A test
-    target day is therefore never seen by training, as input or as target.
+    Test windows start at or after ``cut``; training windows end at least one window
+    length (``input_len + output_len`` days) before it. No day belongs to both, a test
+    target day is never seen by training as input or target, and the days just before
+    the test period are not learned from either.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     span = input_len + output_len
     starts = window_starts(n_days, input_len, output_len, stride)
     cut = n_days - int(round(test_fraction * n_days))
-    train = starts[starts + span <= cut]
+    train = starts[starts + 2 * span <= cut]  # a window's span, then a window-sized gap
     test = starts[starts >= cut]
     if len(train) == 0 or len(test) == 0:
         raise ValueError(
@@ -87,3 +90,15 @@ def denormalize(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
 def naive_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
     """The last observed value of feature 0, repeated over the horizon."""
     return np.repeat(inputs[:, -1:, 0], output_len, axis=1)
+
+
+def drift_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
+    """Random walk with drift: the last value plus h times the window's mean daily change."""
+    first, last = inputs[:, 0, 0], inputs[:, -1, 0]
+    slope = (last - first) / max(1, inputs.shape[1] - 1)
+    return last[:, None] + slope[:, None] * np.arange(1, output_len + 1)[None, :]
+
+
+def naive_scale(inputs: np.ndarray) -> np.ndarray:
+    """Each window's in-sample one-step naive error, mean |x_t - x_{t-1}| <float>[n] (MASE's scale)."""
+    return np.mean(np.abs(np.diff(inputs[:, :, 0], axis=1)), axis=1)

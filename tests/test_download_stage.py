@@ -217,7 +217,7 @@ def test_gaps_are_reported_and_filled_only_under_the_policy(httpserver, api, tin
                                                      r"set forecast.data.gap_policy"):
         prepare_forecast.run(params)
     for policy in ("ffill", "linear"):
-        prepare_forecast.run(api_params(tiny_params_dict, httpserver.url_for("/"), gap_policy=policy, test_fraction=0.5,
+        prepare_forecast.run(api_params(tiny_params_dict, httpserver.url_for("/"), gap_policy=policy, test_fraction=0.3,
                                         currency="EUR", features=["close", "high"]))
         meta = json.loads(Path("data/prepared/forecast/meta.json").read_text())
         assert meta["filled_days"] == 2 and meta["gap_policy"] == policy

@@ -50,3 +50,13 @@ def test_forecast_errors_by_hand():
     assert e["mape"] == pytest.approx(100 * (0.1 + 0.1 + 0 + 0.3) / 4)
     per_h = metrics.forecast_errors(pred, true, axis=0)
     np.testing.assert_allclose(per_h["mae"], [5.0, 25.0])
+
+
+def test_mase_scales_each_windows_error_by_its_own_naive_error():
+    pred = np.array([[1.0, 2.0], [10.0, 10.0]])
+    true = np.array([[2.0, 2.0], [14.0, 10.0]])
+    out = metrics.forecast_errors(pred, true, scale=np.array([0.5, 4.0]))
+    assert out["mase"] == pytest.approx(np.mean([1 / 0.5, 0, 4 / 4.0, 0]))
+    np.testing.assert_allclose(metrics.forecast_errors(pred, true, axis=0, scale=np.array([0.5, 4.0]))["mase"],
+                               [(2.0 + 1.0) / 2, 0.0])
+    assert "mase" not in metrics.forecast_errors(pred, true)

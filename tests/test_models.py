@@ -33,8 +33,8 @@ def nmt_setup(cell, attention="general", dropout=0.0, **options):
     return model, state, batch
 
 
-def charlm_setup(cell, dropout=0.0):
-    model = CharLM(9, cell, embed=6, hidden=10, layers=2, dropout=dropout)
+def charlm_setup(cell, dropout=0.0, input="embedding"):
+    model = CharLM(9, cell, embed=6, hidden=10, layers=2, dropout=dropout, input=input)
     rng = np.random.default_rng(0)
     batch = {"inputs": jnp.asarray(rng.integers(0, 9, (3, 8)), jnp.int32),
              "targets": jnp.asarray(rng.integers(0, 9, (3, 8)), jnp.int32),
@@ -219,3 +219,13 @@ def test_label_smoothing_changes_the_training_loss_only():
     eval_smooth, (_, s2) = smooth(state.params, batch, None, key, False)
     assert abs(float(train_smooth) - float(train_plain)) > 1e-3
     assert float(eval_smooth) == float(eval_plain) and float(s1["sum"]) == float(s2["sum"])
+
+
+def test_onehot_input_has_no_embedding_and_trains():
+    model, state, batch, carry = charlm_setup("gru", dropout=0.1, input="onehot")
+    assert "embedding" not in state.params
+    assert state.params["rnn"]["layer0"]["wi"].shape[0] == 9  # the vocabulary, one-hot
+    before = jax.tree_util.tree_map(np.asarray, state.params)
+    state, _, loss = train.make_train_step(train.charlm_loss(model))(state, batch, carry, jax.random.key(1))
+    assert np.isfinite(float(loss))
+    assert_every_leaf_changed(before, state.params)

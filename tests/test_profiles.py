@@ -23,7 +23,7 @@ def copy_params(tmp_path):
 
 
 def test_the_shipped_profiles_exist():
-    assert {"remote", "iwslt", "anna"} <= set(SHIPPED)
+    assert {"remote", "iwslt", "anna", "anna-full"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("names", [[n] for n in SHIPPED] + [SHIPPED])
@@ -70,10 +70,10 @@ def test_a_profile_cannot_add_keys_or_break_types(tmp_path):
 def test_profile_command_dry_run_and_apply(tmp_path):
     path = copy_params(tmp_path)
     before = path.read_text()
-    out = run_cli("profile", "anna", "--params", str(path), "--dry-run")
+    out = run_cli("profile", "anna-full", "--params", str(path), "--dry-run")
     assert out.returncode == 0 and "sources.charlm.url: 'data/embedded" in out.stdout and "would change" in out.stdout
     assert path.read_text() == before
-    out = run_cli("profile", "anna", "--params", str(path))
+    out = run_cli("profile", "anna-full", "--params", str(path))
     assert out.returncode == 0 and params_module.load(path).sources.charlm.url == "gutenberg:1399"
     out = run_cli("profile", "nope", "--params", str(path))
     assert out.returncode == 2 and "no such profile" in out.stderr and "Traceback" not in out.stderr

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+import yaml
 
 from pipeline.sources import coindesk
 from pipeline.sources.text import TextError, read_corpus
@@ -49,7 +50,12 @@ def test_read_corpus_normalises_line_endings_and_names_bad_files():
 
 
 def test_embedded_data_matches_params_checksums(real_params_dict):
-    for name, source in real_params_dict["sources"].items():
+    sources = list(real_params_dict["sources"].items())
+    for profile in sorted((ROOT / "profiles").glob("*.yaml")):  # offline profiles too
+        overlay = yaml.safe_load(profile.read_text()).get("sources", {})
+        sources += [(f"{profile.name}:{k}", v) for k, v in overlay.items() if v["url"].startswith("data/")]
+    assert any(name.startswith("anna.yaml") for name, _ in sources)
+    for name, source in sources:
         data = (ROOT / source["url"]).read_bytes()
         assert sha(data) == source["sha256"], name
     json.loads(BPI.read_text())  # the shipped JSON parses

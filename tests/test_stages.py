@@ -77,10 +77,16 @@ def test_charlm_stages(workdir, tiny_params):
 
 def test_forecast_stages(workdir, tiny_params):
     m = read_metrics(workdir, "forecast-lstm.json")
-    for key in ("mae", "rmse", "mape", "naive_mae", "naive_rmse", "naive_mape", "mae_vs_naive"):
-        assert np.isfinite(m[key]) and m[key] > 0
+    for key in ("mae", "rmse", "mape", "mase", "naive_mae", "naive_rmse", "naive_mape", "naive_mase",
+                "drift_mae", "drift_mase", "mae_vs_naive"):
+        assert np.isfinite(m[key]) and m[key] > 0, key
     horizon = (workdir / "plots/forecast-lstm-horizon.csv").read_text().splitlines()
-    assert horizon[0].startswith("step,mae,naive_mae") and len(horizon) == 1 + tiny_params.forecast.data.output_len
+    assert horizon[0].startswith("step,mae,naive_mae,drift_mae") and len(horizon) == 1 + tiny_params.forecast.data.output_len
+    by_h = json.loads((workdir / "metrics/forecast-lstm-horizon.json").read_text())
+    h = tiny_params.forecast.data.output_len
+    assert by_h["horizon"] == list(range(1, h + 1)) and len(by_h["drift"]["mase"]) == h
+    assert len(by_h["model_beats_naive_at"]) == m["horizons_beating_naive"]
+    assert by_h["naive"]["mae"][0] < by_h["naive"]["mae"][-1]  # naive error grows with the horizon
     png = (workdir / "plots/forecast-lstm.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -193,3 +199,23 @@ def test_a_feature_the_format_lacks_names_the_key(tmp_path, tiny_params, monkeyp
     run("download", params, "forecast")
     with pytest.raises(ParamsError, match=r"'forecast.data.features' asks for \['open'\], but format 'bpi-json' only has \['close'\]"):
         run("prepare_forecast", params)
+
+
+def run_generate(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pipeline", "generate", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_generate_command_samples_from_a_trained_model(workdir):
+    model = str(workdir / "models/charlm/gru")
+    out = run_generate(model, "--prime", "ROMEO:", "--length", "40", "--num", "3", "--top-p", "0.9", "--seed", "4")
+    assert out.returncode == 0, out.stderr
+    samples = out.stdout.rstrip("\n").split("\n\n")
+    assert len(samples) >= 3 and out.stdout.startswith("ROMEO:")
+    again = run_generate(model, "--prime", "ROMEO:", "--length", "40", "--num", "3", "--top-p", "0.9", "--seed", "4")
+    assert again.stdout == out.stdout  # a seed gives the same text
+    bad = run_generate(model, "--prime", "\u03a9")
+    assert bad.returncode == 1 and "not in the vocabulary" in bad.stderr and "Traceback" not in bad.stderr

@@ -30,6 +30,12 @@ def test_luong234_halves_four_times_over_the_last_third():
     assert lr_trace(train.make_optimizer(0.3, 100.0, optimizer="sgd"), 5) == pytest.approx([0.3] * 5)
 
 
+def test_cosine_decays_to_a_tenth():
+    rates = lr_trace(train.make_optimizer(2.0, 100.0, optimizer="sgd", schedule="cosine", steps=100), 101)
+    assert rates[0] == pytest.approx(2.0) and rates[50] == pytest.approx(1.1, rel=1e-4)
+    assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in zip(rates, rates[1:]))
+
+
 def test_clipping_bounds_the_global_norm_and_adam_differs_from_sgd():
     tx = train.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
     grads = {"a": jnp.array([3.0, 4.0])}

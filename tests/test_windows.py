@@ -32,6 +32,7 @@ def test_split_leaks_nothing(n_days, input_len, output_len, stride, test_fractio
     test_days = days_of(split.test, span)
     assert not train_days & test_days
     assert max(train_days) < split.cut <= min(test_days)
+    assert min(test_days) - max(train_days) > span  # a gap of at least one whole window
     assert max(test_days) < n_days
     # Every test target day lies after every day training saw.
     assert min(test_days) + input_len > max(train_days)
@@ -40,7 +41,7 @@ def test_split_leaks_nothing(n_days, input_len, output_len, stride, test_fractio
 def test_split_on_the_real_shape():
     split = windows.chronological_split(3048, 40, 40, 1, 0.15)
     assert split.cut == 3048 - 457
-    assert split.train[-1] + 80 <= split.cut and split.test[0] == split.cut
+    assert split.train[-1] + 80 + 80 == split.cut and split.test[0] == split.cut
     assert len(split.test) == 3048 - split.cut - 80 + 1
 
 
@@ -65,3 +66,9 @@ def test_gather_and_normalize_round_trip():
 def test_naive_forecast_repeats_the_last_input():
     x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
     np.testing.assert_array_equal(windows.naive_forecast(x, 3), [[9, 9, 9], [21, 21, 21]])
+
+
+def test_drift_extends_the_windows_mean_daily_change():
+    inputs = np.array([[[10.0], [12.0], [14.0], [16.0]], [[5.0], [5.0], [5.0], [2.0]]])
+    np.testing.assert_allclose(windows.drift_forecast(inputs, 3), [[18, 20, 22], [1, 0, -1]])
+    np.testing.assert_allclose(windows.naive_scale(inputs), [2.0, 1.0])

@@ -1,8 +1,10 @@
-"""Character language model: embedding -> stacked LSTM/GRU -> softmax."""
+"""Character language model: embedding (or one-hot) -> stacked LSTM/GRU -> softmax."""
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
+
 from pipeline.models.rnn import Cell, StackedRNN
 
 
@@ -15,9 +17,13 @@ class CharLM(nn.Module):
     hidden: int
     layers: int
     dropout: float
+    input: str = "embedding"  # "embedding" | "onehot" (char-rnn's original input)
 
     def setup(self):
-        self.embedding = nn.Embed(self.vocab, self.embed)
+        if self.input not in ("embedding", "onehot"):
+            raise ValueError(f"input must be embedding or onehot, got {self.input!r}")
+        if self.input == "embedding":
+            self.embedding = nn.Embed(self.vocab, self.embed)
         self.rnn = StackedRNN(self.cell, self.hidden, self.layers, self.dropout)
         self.drop = nn.Dropout(self.dropout)
         self.project = nn.Dense(self.vocab)
@@ -31,7 +37,7 @@ class CharLM(nn.Module):
         Returns:
             ``(carries, logits <f32>[batch, time, vocab])``.
         """
-        x = self.embedding(tokens)
+        x = self.embedding(tokens) if self.input == "embedding" else jax.nn.one_hot(tokens, self.vocab)
         carries, h = self.rnn(x, None, carries, train=train)
         return carries, self.project(self.drop(h, deterministic=not train))
 

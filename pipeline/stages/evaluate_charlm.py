@@ -25,7 +25,7 @@ def run(params: Params, cell: str) -> None:
     )
     s = p.sample
     prime = text.encode_chars(s.prime, chars)[None, :]
-    sampler = inference.make_sampler(model, s.length, s.temperature, s.top_k)
+    sampler = inference.make_sampler(model, s.length, s.temperature, s.top_k, s.top_p)
     ids = np.asarray(sampler(model_params, prime, jax.random.key(s.seed)))[0]
     sample = s.prime + "".join(chars[i] for i in ids)
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")

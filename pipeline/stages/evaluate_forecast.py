@@ -1,4 +1,8 @@
-"""evaluate_forecast@<cell>: errors in price units beside the naive last-value baseline."""
+"""evaluate_forecast@<cell>: errors in price units beside the naive and drift baselines.
+
+MAE, RMSE, MAPE and MASE overall and per horizon; the per-horizon numbers go to
+``metrics/forecast-<cell>-horizon.json`` and to the CSV that DVC plots.
+"""
 
 from __future__ import annotations
 
@@ -27,21 +31,33 @@ def run(params: Params, cell: str) -> None:
     starts = data["test_starts"]
     inputs, truth = windows.gather(data["series"], starts, p.data.input_len, p.data.output_len)
     pred = predict(model, model_params, inputs)
-    naive = windows.naive_forecast(inputs, p.data.output_len)
+    baselines = {"naive": windows.naive_forecast(inputs, p.data.output_len),
+                 "drift": windows.drift_forecast(inputs, p.data.output_len)}
+    scale = windows.naive_scale(inputs)
 
-    model_err = metrics.forecast_errors(pred, truth)
-    naive_err = metrics.forecast_errors(naive, truth)
-    scores = {"test_windows": int(len(starts))}
+    scores: dict[str, float | int] = {"test_windows": int(len(starts))}
+    model_err = metrics.forecast_errors(pred, truth, scale=scale)
     scores.update({k: round(float(v), 4) for k, v in model_err.items()})
-    scores.update({f"naive_{k}": round(float(v), 4) for k, v in naive_err.items()})
-    scores["mae_vs_naive"] = round(float(model_err["mae"] / naive_err["mae"]), 4)
-    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", scores)
+    for name, forecast in baselines.items():
+        err = metrics.forecast_errors(forecast, truth, scale=scale)
+        scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err.items()})
+    scores["mae_vs_naive"] = round(float(model_err["mae"] / scores["naive_mae"]), 4)
 
-    by_h = metrics.forecast_errors(pred, truth, axis=0)
-    naive_h = metrics.forecast_errors(naive, truth, axis=0)
+    by_h = {"model": metrics.forecast_errors(pred, truth, axis=0, scale=scale)}
+    by_h.update({name: metrics.forecast_errors(f, truth, axis=0, scale=scale) for name, f in baselines.items()})
+    beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
+    scores["horizons_beating_naive"] = len(beats)
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", scores)
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", {
+        "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
+        **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
+    })
+    naive = baselines["naive"]
     rows = [
-        {"step": h + 1, "mae": float(by_h["mae"][h]), "naive_mae": float(naive_h["mae"][h]),
-         "rmse": float(by_h["rmse"][h]), "naive_rmse": float(naive_h["rmse"][h])}
+        {"step": h + 1, "mae": float(by_h["model"]["mae"][h]), "naive_mae": float(by_h["naive"]["mae"][h]),
+         "drift_mae": float(by_h["drift"]["mae"][h]), "rmse": float(by_h["model"]["rmse"][h]),
+         "naive_rmse": float(by_h["naive"]["rmse"][h]), "mase": float(by_h["model"]["mase"][h]),
+         "naive_mase": float(by_h["naive"]["mase"][h])}
         for h in range(p.data.output_len)
     ]
     plot_dir = Path(p.paths.plots)
@@ -52,4 +68,5 @@ def run(params: Params, cell: str) -> None:
         p.data.input_len, pred[shown], naive[shown], title=f"forecast@{cell}: test windows",
     )
     print(f"evaluate_forecast@{cell}: MAE {scores['mae']:.2f} vs naive {scores['naive_mae']:.2f} "
-          f"(ratio {scores['mae_vs_naive']:.3f}) over {len(starts)} test windows")
+          f"(ratio {scores['mae_vs_naive']:.3f}), drift {scores['drift_mae']:.2f}; MASE {scores['mase']:.3f}; "
+          f"beats naive at {len(beats)} of {p.data.output_len} horizons, over {len(starts)} test windows")

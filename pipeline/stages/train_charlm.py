@@ -14,7 +14,8 @@ from pipeline.models.rnn import initial_carries
 from pipeline.params import Params, model_kwargs
 
 
-def run(params: Params, cell: str) -> None:
+def setup(params: Params, cell: str) -> dict:
+    """Everything :func:`pipeline.train.fit` needs for one cell (benchmarks reuse it)."""
     p = params.charlm
     prepared = Path(p.paths.prepared)
     chars = artifacts.read_json(prepared / "vocab.json")["chars"]
@@ -26,18 +27,25 @@ def run(params: Params, cell: str) -> None:
 
     init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
     carry = initial_carries(cell, model.layers, model.hidden, b)
-    state = train.create_state(
-        model, init_key, train.make_optimizer(p.train.learning_rate, p.train.clip_norm),
-        np.zeros((b, t), np.int32), carry,
-    )
+    tx = train.make_optimizer(p.train.learning_rate, p.train.clip_norm, schedule=p.train.schedule,
+                              steps=p.train.steps)
+    state = train.create_state(model, init_key, tx, np.zeros((b, t), np.int32), carry)
     loss_fn = train.charlm_loss(model)
     eval_step = train.make_eval_step(loss_fn)
-    state, history = train.fit(
-        state, train.make_train_step(loss_fn), batches.stream_windows(train_ids, b, t), p.train.steps,
-        fit_key, p.train.log_every,
-        lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
-        carry=carry, desc=f"train_charlm@{cell}",
-    )
-    save_model(Path(p.paths.models) / cell, state.params, {"model": config, "chars": chars})
+    return {
+        "state": state, "train_step": train.make_train_step(loss_fn),
+        "batches": batches.stream_windows(train_ids, b, t), "steps": p.train.steps, "key": fit_key,
+        "log_every": p.train.log_every, "carry": carry, "desc": f"train_charlm@{cell}",
+        "evaluate": lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
+        "config": {"model": config, "chars": chars},
+    }
+
+
+def run(params: Params, cell: str) -> None:
+    p = params.charlm
+    parts = setup(params, cell)
+    config = parts.pop("config")
+    state, history = train.fit(**parts)
+    save_model(Path(p.paths.models) / cell, state.params, config)
     artifacts.write_csv(Path(p.paths.plots) / f"charlm-{cell}-train.csv", history)
     print(f"train_charlm@{cell}: valid_loss {history[-1]['valid_loss']:.3f} nats/char")
