@@ -1,9 +1,9 @@
 """Command line: run one pipeline stage with the values in params.yaml.
 
 Dispatch only: parse the stage name, load params, call ``pipeline.stages.<stage>.run``.
-Three commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
-params.yaml, ``translate`` runs a trained translation model on text, and ``generate``
-samples from a trained character LM. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
+Four commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
+params.yaml; ``translate``, ``generate`` and ``forecast`` run a trained model (a
+translator, a character LM, a price forecaster) from its model directory. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
 message alone and exits 1; a params.yaml problem exits 2.
 """
 
@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
         "  translate MODEL     translate lines with a trained model directory "
         "(see `python -m pipeline translate --help`)\n"
         "  generate MODEL      sample text from a trained character LM "
-        "(see `python -m pipeline generate --help`)\n\n"
+        "(see `python -m pipeline generate --help`)\n"
+        "  forecast MODEL      the next horizon of prices from the latest stored data "
+        "(see `python -m pipeline forecast --help`)\n\n"
         "examples:\n  python -m pipeline download nmt\n"
         "  python -m pipeline train_charlm gru\n  dvc repro train_nmt@lstm",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import generate
 
             return generate.main(argv[1:])
+        if argv[:1] == ["forecast"]:
+            from pipeline import forecast
+
+            return forecast.main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)

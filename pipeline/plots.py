@@ -51,3 +51,30 @@ def save_forecasts(
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+def save_future(
+    target: str | Path,
+    dates: np.ndarray,
+    close: np.ndarray,
+    future: list[dt.date],
+    pred: np.ndarray,
+    naive: float,
+    title: str,
+    history: int = 120,
+) -> None:
+    """The last ``history`` days of the series, then the forecast and the naive line."""
+    days = np.array([dt.date.fromisoformat(d) for d in dates[-history:]])
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(days, close[-history:], color="black", lw=1.2, label="history")
+    ax.plot(future, pred, color="tab:blue", lw=1.5, label="forecast")
+    ax.plot(future, [naive] * len(future), color="tab:orange", lw=1.0, ls="--", label="naive (last value)")
+    ax.axvline(days[-1], color="grey", lw=0.8, ls=":")
+    ax.set_ylabel("USD")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -219,3 +219,32 @@ def test_generate_command_samples_from_a_trained_model(workdir):
     assert again.stdout == out.stdout  # a seed gives the same text
     bad = run_generate(model, "--prime", "\u03a9")
     assert bad.returncode == 1 and "not in the vocabulary" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_forecast_command_writes_the_next_horizon(workdir, tiny_params, tmp_path):
+    import subprocess
+    import sys
+
+    def run_forecast(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline", "forecast", *args], cwd=workdir,
+                              capture_output=True, text=True, timeout=300)
+
+    out = run_forecast("models/forecast/lstm", "--out", str(tmp_path / "fc"), "--png")
+    assert out.returncode == 0, out.stderr
+    h = tiny_params.forecast.data.output_len
+    rows = (tmp_path / "fc.csv").read_text().splitlines()
+    meta = json.loads((workdir / "data/prepared/forecast/meta.json").read_text())
+    result = json.loads((tmp_path / "fc.json").read_text())
+    assert rows[0] == "date,forecast,naive" and len(rows) == 1 + h
+    assert result["last_day"] == meta["last_day"] and result["dates"][0] == "2018-11-21"
+    assert len(result["forecast"]) == h and all(v > 0 for v in result["forecast"])
+    assert (tmp_path / "fc.png").read_bytes()[:4] == b"\x89PNG"
+    printed = run_forecast("models/forecast/lstm")
+    assert printed.stdout.splitlines()[1].startswith("2018-11-21,")
+
+    other = tmp_path / "prepared"
+    other.mkdir()
+    (other / "windows.npz").write_bytes((workdir / "data/prepared/forecast/windows.npz").read_bytes())
+    (other / "meta.json").write_text(json.dumps(dict(meta, features=["close", "high"])))
+    bad = run_forecast("models/forecast/lstm", "--prepared", str(other))
+    assert bad.returncode == 1 and "trained on features ['close']" in bad.stderr

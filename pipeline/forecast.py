@@ -1,0 +1,81 @@
+"""``rnnpipe forecast``: the next horizon from the latest stored prices.
+
+    rnnpipe forecast models/forecast/lstm                  # prints the table
+    rnnpipe forecast models/forecast/gru --out forecasts/gru --png
+
+Reads the prepared series (``data/prepared/forecast``: every stored day, gaps filled
+as params.yaml says), takes the last ``input_len`` days the model was trained on,
+and forecasts the ``output_len`` days after the last stored one. ``--out PREFIX``
+writes ``PREFIX.csv`` (date, forecast, naive) and ``PREFIX.json``, and with ``--png``
+a plot of the recent history and the forecast. Refresh the data first with
+``dvc repro -f download@forecast && dvc repro prepare_forecast``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import artifacts, plots, windows
+from pipeline.checkpoint import CheckpointError, load_model
+from pipeline.models.forecaster import Forecaster
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rnnpipe forecast", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a model directory written by train_forecast, e.g. models/forecast/gru")
+    ap.add_argument("--prepared", default="data/prepared/forecast",
+                    help="the prepared series: windows.npz + meta.json (default: %(default)s)")
+    ap.add_argument("--out", metavar="PREFIX", help="write PREFIX.csv and PREFIX.json (and PREFIX.png with --png)")
+    ap.add_argument("--png", action="store_true", help="with --out: also plot history and forecast")
+    return ap
+
+
+def forecast(model_dir: str | Path, prepared: str | Path) -> dict:
+    """``{"model", "last_day", "dates", "forecast", "naive"}`` for the days after the last stored one."""
+    params, config = load_model(model_dir)
+    prepared = Path(prepared)
+    meta = artifacts.read_json(prepared / "meta.json")
+    if meta["features"] != config["features"]:
+        raise CheckpointError(f"{model_dir} was trained on features {config['features']}, but "
+                              f"{prepared} holds {meta['features']}: retrain or prepare again")
+    data = artifacts.read_npz(prepared / "windows.npz")
+    series, dates, n = data["series"], data["dates"], config["input_len"]
+    if len(series) < n:
+        raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
+    model = Forecaster(**config["model"])
+    inputs = series[-n:][None]
+    inputs_n, _, mean, std = windows.normalize(inputs)
+    pred = windows.denormalize(np.asarray(model.apply({"params": params}, inputs_n)), mean, std)[0]
+    last = dt.date.fromisoformat(str(dates[-1]))
+    future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
+    return {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
+            "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2),
+            "_series": (dates, series[:, 0], future, pred)}
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.png and not args.out:
+        parser().error("--png needs --out PREFIX")
+    result = forecast(args.model, args.prepared)
+    dates, close, future, pred = result.pop("_series")
+    rows = [{"date": d, "forecast": f, "naive": result["naive"]} for d, f in zip(result["dates"], result["forecast"])]
+    if args.out:
+        prefix = Path(args.out)
+        artifacts.write_csv(prefix.with_suffix(".csv"), rows)
+        artifacts.write_json(prefix.with_suffix(".json"), result)
+        if args.png:
+            plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"],
+                              title=f"{args.model}: {len(pred)} days after {result['last_day']}")
+        print(f"forecast: {len(rows)} days after {result['last_day']} -> {prefix}.csv, {prefix}.json"
+              + (f", {prefix}.png" if args.png else ""))
+    else:
+        print("date,forecast,naive")
+        for r in rows:
+            print(f"{r['date']},{r['forecast']:.2f},{r['naive']:.2f}")
+    return 0
