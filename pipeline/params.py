@@ -243,7 +243,10 @@ class ForecastTrain:
     seed: int
     steps: int
     batch_size: int
+    optimizer: Literal["adam", "rmsprop"]
     learning_rate: float
+    rmsprop_decay: float
+    momentum: float
     clip_norm: float
     weight_decay: float
     log_every: int

@@ -34,8 +34,10 @@ def make_optimizer(
     optimizer: str = "adam",
     schedule: str = "constant",
     steps: int = 0,
+    rmsprop_decay: float = 0.9,
+    momentum: float = 0.0,
 ):
-    """Global-norm clipping, then Adam or plain SGD, at a constant or stepped rate.
+    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant or scheduled rate.
 
     ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
     over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``. ``weight_decay`` adds an L2 term to the gradient.
@@ -56,6 +58,8 @@ def make_optimizer(
         parts.append(optax.adam(rate))
     elif optimizer == "sgd":
         parts.append(optax.sgd(rate))
+    elif optimizer == "rmsprop":
+        parts.append(optax.rmsprop(rate, decay=rmsprop_decay, momentum=momentum or None))
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     return optax.chain(*parts)

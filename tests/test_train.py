@@ -44,8 +44,8 @@ def test_clipping_bounds_the_global_norm_and_adam_differs_from_sgd():
     adam = train.make_optimizer(1.0, clip_norm=0.5, optimizer="adam")
     updates, _ = adam.update(grads, adam.init(grads), grads)
     assert not np.allclose(updates["a"], [-0.3, -0.4])
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
-        train.make_optimizer(1.0, 1.0, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
+        train.make_optimizer(1.0, 1.0, optimizer="adagrad")
 
 
 def scripted_fit(scores, patience):
@@ -72,3 +72,17 @@ def test_fit_stops_after_patience_evaluations_without_improvement():
     state, history = scripted_fit([1.0, 3.0, 2.0, 2.5, 4.0, 5.0], patience=2)
     assert [r["step"] for r in history] == [10, 20, 30, 40]
     assert float(state.params["w"]) == 20.0
+
+
+def test_rmsprop_with_momentum_follows_its_recurrence():
+    """RMSProp (decay 0.9, momentum 0.5) on a constant gradient g = 2, by hand."""
+    tx = train.make_optimizer(0.1, clip_norm=100.0, optimizer="rmsprop", rmsprop_decay=0.9, momentum=0.5)
+    params = jnp.zeros(())
+    state, nu, trace, got, want = tx.init(params), 0.0, 0.0, [], []
+    for _ in range(3):
+        updates, state = tx.update(jnp.full((), 2.0), state, params)
+        nu = 0.9 * nu + 0.1 * 4.0
+        trace = 0.5 * trace + 2.0 / (np.sqrt(nu) + 1e-8)
+        got.append(float(updates))
+        want.append(-0.1 * trace)
+    np.testing.assert_allclose(got, want, rtol=1e-4)

@@ -24,7 +24,9 @@ def run(params: Params, cell: str) -> None:
     model = Forecaster(**config)
 
     init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
-    tx = train.make_optimizer(p.train.learning_rate, p.train.clip_norm, p.train.weight_decay)
+    t = p.train
+    tx = train.make_optimizer(t.learning_rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
+                              rmsprop_decay=t.rmsprop_decay, momentum=t.momentum)
     state = train.create_state(model, init_key, tx, inputs_n[:2])
     rng = np.random.default_rng(p.train.seed)
     stream = (
