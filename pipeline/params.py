@@ -223,7 +223,7 @@ class ForecastPaths:
 class ForecastData:
     currency: str
     gap_policy: Literal["error", "ffill", "linear"]
-    features: tuple[Literal["close", "open", "high", "low"], ...]
+    features: tuple[str, ...]  # close | open | high | low | close_<CUR> (checked against the source)
     input_len: int
     output_len: int
     stride: int

@@ -18,6 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from werkzeug import Response
@@ -292,3 +293,17 @@ def test_the_api_key_is_in_no_output_log_or_file(api, httpserver, tmp_path, tiny
     for blob in [*outputs, *stored.values()]:
         assert KEY.encode() not in blob
     assert all(r["auth"] in (f"Apikey {KEY}", f"Apikey {KEY}-revoked") for r in api.requests)
+
+
+def test_another_currency_close_is_a_feature(api, httpserver, tiny_params_dict):
+    params = api_params(tiny_params_dict, httpserver.url_for("/"))
+    download.refresh_prices(params.sources.forecast, params.fetch, dt.date(2018, 11, 10))
+    both = api_params(tiny_params_dict, httpserver.url_for("/"), features=["close", "close_EUR"], test_fraction=0.3)
+    prepare_forecast.run(both)
+    data = np.load("data/prepared/forecast/windows.npz")
+    series = data["series"]
+    assert series.shape == (313, 2) and str(data["dates"][0]) == "2018-01-01"
+    np.testing.assert_allclose(series[:, 1], series[:, 0] * 0.9, rtol=1e-6)  # the fake's EUR = 0.9 USD
+    assert json.loads(Path("data/prepared/forecast/meta.json").read_text())["features"] == ["close", "close_EUR"]
+    with pytest.raises(params_module.ParamsError, match=r"asks for \['close_GBP'\], but .* has \['close_EUR'\] beside USD"):
+        prepare_forecast.run(api_params(tiny_params_dict, httpserver.url_for("/"), features=["close", "close_GBP"]))

@@ -14,20 +14,39 @@ from pipeline.sources.text import read_corpus
 
 
 def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
-    """The days of ``forecast.data.currency`` and the columns the source has, by name."""
+    """The days of ``forecast.data.currency`` and the columns the source has, by name.
+
+    From a ``coindesk-api`` table, ``close_<CUR>`` is another currency's close on the
+    same days; only days where every requested column has a value are kept (what is
+    missing then becomes a gap, for ``forecast.data.gap_policy``).
+    """
     source, currency = params.sources.forecast, params.forecast.data.currency
     raw = Path(source.raw)
     if source.format == "coindesk-api":
         table = raw / prices.TABLE_FILE
         if not table.is_file():
             raise FileNotFoundError(f"{table}: no price table; run `dvc repro download@forecast`")
-        rows = [r for r in prices.from_csv(table.read_text(encoding="utf-8"), str(table))
-                if r["currency"] == currency]
-        if not rows:
+        rows = prices.from_csv(table.read_text(encoding="utf-8"), str(table))
+        by_currency: dict[str, dict[dt.date, dict]] = {}
+        for r in rows:
+            by_currency.setdefault(r["currency"], {})[r["date"]] = r
+        if currency not in by_currency:
             raise ParamsError(f"params.yaml: 'forecast.data.currency' is {currency!r}, "
                               f"but {table} has no {currency} rows")
-        names = [c for c in prices.TABLE_COLUMNS[2:] if all(r[c] is not None for r in rows)]
-        return [r["date"] for r in rows], {c: np.array([r[c] for r in rows], np.float32) for c in names}
+        main = by_currency[currency]
+        getters = {c: (lambda day, c=c: main[day][c]) for c in prices.TABLE_COLUMNS[2:]
+                   if all(r[c] is not None for r in main.values())}
+        getters.update({f"close_{other}": (lambda day, o=other: by_currency[o][day]["close"])
+                        for other in by_currency if other != currency})
+        others = sorted(f"close_{c}" for c in by_currency if c != currency)
+        missing = [f for f in params.forecast.data.features if f.startswith("close_") and f not in getters]
+        if missing:
+            raise ParamsError(f"params.yaml: 'forecast.data.features' asks for {missing}, but {table} "
+                              f"has {others or 'no other currency'} beside {currency}")
+        wanted = [f for f in params.forecast.data.features if f in getters]
+        days = [d for d in sorted(main) if all(f == "close" or _has(by_currency, currency, f, d) for f in wanted)]
+        return days, {name: np.array([get(d) for d in days], np.float32)
+                      for name, get in getters.items() if name in wanted or not name.startswith("close_")}
     if currency != "USD":
         raise ParamsError(f"params.yaml: 'forecast.data.currency' is {currency!r}, "
                           f"but format '{source.format}' holds USD prices only")
@@ -38,6 +57,12 @@ def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
                                            for c in ("close", "open", "high", "low")}
     pairs = parse_bpi_close(text, str(raw))
     return [d for d, _ in pairs], {"close": np.array([c for _, c in pairs], np.float32)}
+
+
+def _has(by_currency: dict, currency: str, feature: str, day: dt.date) -> bool:
+    if feature.startswith("close_"):
+        return day in by_currency[feature[len("close_"):]]
+    return by_currency[currency][day].get(feature) is not None
 
 
 def run(params: Params, variant: str | None = None) -> None:
