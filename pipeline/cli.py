@@ -31,22 +31,24 @@ STAGES = {
     "evaluate_forecast": "errors by horizon against the naive baseline; forecast plot",
 }
 NEEDS_VARIANT = {s for s in STAGES if s.startswith(("download", "train_", "evaluate_"))}
+# Commands that are not stages: each is a module of the package with ``main(argv)``
+# (``profile`` lives here), imported only when called so stage start-up stays lean.
+COMMANDS = {
+    "profile": ("NAME...", "apply profiles/NAME.yaml to params.yaml"),
+    "translate": ("MODEL", "translate lines with a trained model directory"),
+    "generate": ("MODEL", "sample text from a trained character LM"),
+    "forecast": ("MODEL", "the next horizon of prices from the latest stored data"),
+}
 
 
 def parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<18} {text}" for name, text in STAGES.items())
+    commands = "\n".join(f"  {f'{name} {arg}':<18} {text}" for name, (arg, text) in COMMANDS.items())
     ap = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="Run one stage of the rnnpipe pipeline. Every value comes from "
         "params.yaml; there are no hyperparameter flags. Normally `dvc repro` calls this.",
-        epilog=f"stages:\n{listing}\n\nother commands:\n  profile NAME...     apply "
-        "profiles/NAME.yaml to params.yaml (see `python -m pipeline profile --help`)\n"
-        "  translate MODEL     translate lines with a trained model directory "
-        "(see `python -m pipeline translate --help`)\n"
-        "  generate MODEL      sample text from a trained character LM "
-        "(see `python -m pipeline generate --help`)\n"
-        "  forecast MODEL      the next horizon of prices from the latest stored data "
-        "(see `python -m pipeline forecast --help`)\n\n"
+        epilog=f"stages:\n{listing}\n\nother commands (each has --help):\n{commands}\n\n"
         "examples:\n  python -m pipeline download nmt\n"
         "  python -m pipeline train_charlm gru\n  dvc repro train_nmt@lstm",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,18 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["profile"]:
             return profile(argv[1:])
-        if argv[:1] == ["translate"]:
-            from pipeline import translate
-
-            return translate.main(argv[1:])
-        if argv[:1] == ["generate"]:
-            from pipeline import generate
-
-            return generate.main(argv[1:])
-        if argv[:1] == ["forecast"]:
-            from pipeline import forecast
-
-            return forecast.main(argv[1:])
+        if argv and argv[0] in COMMANDS:
+            return importlib.import_module(f"pipeline.{argv[0]}").main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)

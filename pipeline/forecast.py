@@ -35,8 +35,9 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def forecast(model_dir: str | Path, prepared: str | Path) -> dict:
-    """``{"model", "last_day", "dates", "forecast", "naive"}`` for the days after the last stored one."""
+def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
+    """``({"model", "last_day", "dates", "forecast", "naive"}, plot inputs)`` for the days
+    after the last stored one; the plot inputs are ``(dates, close, future days, forecast)``."""
     params, config = load_model(model_dir)
     prepared = Path(prepared)
     meta = artifacts.read_json(prepared / "meta.json")
@@ -53,17 +54,16 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> dict:
     pred = windows.denormalize(np.asarray(model.apply({"params": params}, inputs_n)), mean, std)[0]
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
-    return {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
-            "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2),
-            "_series": (dates, series[:, 0], future, pred)}
+    result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
+              "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2)}
+    return result, (dates, series[:, 0], future, pred)
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.png and not args.out:
         parser().error("--png needs --out PREFIX")
-    result = forecast(args.model, args.prepared)
-    dates, close, future, pred = result.pop("_series")
+    result, (dates, close, future, pred) = forecast(args.model, args.prepared)
     rows = [{"date": d, "forecast": f, "naive": result["naive"]} for d, f in zip(result["dates"], result["forecast"])]
     if args.out:
         prefix = Path(args.out)

@@ -49,13 +49,11 @@ def make_translator(
             ids = decode.sample(step, state, first, max_len, key, temperature, 0)
             return jnp.where(jnp.arange(max_len)[None, :] < limit[:, None], ids, PAD_ID)
 
-        def beam_step(carry, token):  # the encoder outputs travel with the beams
-            state, enc = carry
-            state, logits = step(state, token, enc)
-            return (state, enc), logits
-
-        ids, _ = decode.beam_search(beam_step, (state, enc), first, beam_size, max_len, EOS_ID,
-                                    PAD_ID, length_penalty, limit=limit)
+        # Beams never leave their sentence, so the encoder outputs are tiled once here
+        # rather than carried (and reordered) through every step of the search.
+        tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, beam_size, axis=0), enc)
+        ids, _ = decode.beam_search(lambda s, tok: step(s, tok, tiled), state, first, beam_size,
+                                    max_len, EOS_ID, PAD_ID, length_penalty, limit=limit)
         return ids
 
     return translate

@@ -62,7 +62,8 @@ def test_pages_cover_the_range_and_parse(httpserver, monkeypatch):
     pages = coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
                                      dt.date(2018, 9, 1), dt.date(2018, 11, 20), VAR, POLICY)
     assert len(pages) == 3 and [r["args"]["limit"] for r in api.requests] == ["30", "30", "21"]
-    rows = sorted((r for p in pages for r in coindesk_api.parse_days(p.decode(), "page")), key=lambda r: r["date"])
+    assert all(rows == coindesk_api.parse_days(body.decode(), "page") for body, rows in pages)  # bytes kept verbatim
+    rows = sorted((r for _, page in pages for r in page), key=lambda r: r["date"])
     assert rows[0]["date"] == dt.date(2018, 9, 1) and rows[-1]["date"] == dt.date(2018, 11, 20)
     assert len({r["date"] for r in rows}) == len(rows) == 81
     assert rows[-1]["close"] == pytest.approx(BPI["2018-11-20"]) and rows[-1]["currency"] == "USD"

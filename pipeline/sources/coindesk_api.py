@@ -4,7 +4,7 @@ The API key is read from an environment variable and sent only in the
 ``Authorization`` header, so it never appears in a URL, a log line, an error message or
 a stored file. Pages are requested newest first with ``limit``/``to_ts`` until the
 wanted start date is covered; each page's bytes are returned verbatim for storage,
-and :func:`parse_days` turns them into a tidy daily table.
+beside the tidy daily rows :func:`parse_days` makes of them.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def fetch_pages(
     policy: FetchPolicy,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[bytes]:
-    """Raw response bodies covering ``since``..``until`` (UTC days, inclusive), newest first."""
+) -> list[tuple[bytes, list[dict[str, object]]]]:
+    """``(raw body, parsed rows)`` per page covering ``since``..``until`` (UTC days,
+    inclusive), newest page first. Each page is parsed once, here: paging needs its
+    oldest day, and the caller keeps both the verbatim bytes and the rows."""
     key = api_key(key_variable)
     url = f"{base_url.rstrip('/')}/index/cc/v1/historical/days"
     headers = {"Authorization": f"Apikey {key}", "Accept": "application/json"}
@@ -69,8 +71,8 @@ def fetch_pages(
                     f"set the environment variable {key_variable} to a valid key"
                 ) from None
             raise
-        pages.append(body)
-        days = parse_days(body.decode("utf-8", errors="replace"), f"{url} (to_ts={to_ts})")
+        days = parse_days(body.decode("utf-8", errors="replace"), f"{url} ({instrument}, to_ts={to_ts})")
+        pages.append((body, days))
         if len(days) < limit:  # the series starts later than `since`: nothing older exists
             break
         to_ts = _midnight(days[0]["date"]) - DAY

@@ -90,10 +90,8 @@ def refresh_prices(source: PriceSource, policy: FetchPolicy, today: dt.date,
         if since > until:
             print(f"download@forecast: {instrument} is up to date (last day {last[currency]})")
             continue
-        bodies = coindesk_api.fetch_pages(source.url, api.market, instrument, since, until,
-                                          api.key_env, policy, session, sleep)
-        for body in bodies:
-            rows = coindesk_api.parse_days(body.decode("utf-8", errors="replace"), f"{source.url} ({instrument})")
+        for body, rows in coindesk_api.fetch_pages(source.url, api.market, instrument, since, until,
+                                                   api.key_env, policy, session, sleep):
             pages[folder / RESPONSES / instrument / f"{rows[0]['date']}_{rows[-1]['date']}.json"] = body
             fresh.extend(r for r in rows if since <= r["date"] <= until)
     merged, added = prices.merge_days(stored, fresh)

@@ -44,7 +44,9 @@ def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
             raise ParamsError(f"params.yaml: 'forecast.data.features' asks for {missing}, but {table} "
                               f"has {others or 'no other currency'} beside {currency}")
         wanted = [f for f in params.forecast.data.features if f in getters]
-        days = [d for d in sorted(main) if all(f == "close" or _has(by_currency, currency, f, d) for f in wanted)]
+        # Base columns are complete by construction; another currency may lack some days.
+        others_wanted = [by_currency[f[len("close_"):]] for f in wanted if f.startswith("close_")]
+        days = [d for d in sorted(main) if all(d in other for other in others_wanted)]
         return days, {name: np.array([get(d) for d in days], np.float32)
                       for name, get in getters.items() if name in wanted or not name.startswith("close_")}
     if currency != "USD":
@@ -57,12 +59,6 @@ def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
                                            for c in ("close", "open", "high", "low")}
     pairs = parse_bpi_close(text, str(raw))
     return [d for d, _ in pairs], {"close": np.array([c for _, c in pairs], np.float32)}
-
-
-def _has(by_currency: dict, currency: str, feature: str, day: dt.date) -> bool:
-    if feature.startswith("close_"):
-        return day in by_currency[feature[len("close_"):]]
-    return by_currency[currency][day].get(feature) is not None
 
 
 def run(params: Params, variant: str | None = None) -> None:
