@@ -27,8 +27,9 @@ STAGES = {
     "train_charlm": "train the character LM with truncated BPTT (variant: the cell)",
     "evaluate_charlm": "validation nats/char and bits/char; write a generated sample",
     "prepare_forecast": "parse the price history; cut leak-free train/test windows",
+    "baseline_forecast": "naive, drift, AutoARIMA and AutoETS forecasts for every test window",
     "train_forecast": "train the seq2seq price forecaster (variant: the cell)",
-    "evaluate_forecast": "errors by horizon against the naive baseline; forecast plot",
+    "evaluate_forecast": "errors by horizon beside the baselines; forecast plot",
 }
 NEEDS_VARIANT = {s for s in STAGES if s.startswith(("download", "train_", "evaluate_"))}
 # Commands that are not stages: each is a module of the package with ``main(argv)``

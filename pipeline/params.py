@@ -214,6 +214,7 @@ class Charlm:
 @dataclass(frozen=True)
 class ForecastPaths:
     prepared: str
+    baselines: str
     models: str
     metrics: str
     plots: str
@@ -253,6 +254,13 @@ class ForecastTrain:
 
 
 @dataclass(frozen=True)
+class ForecastBaselines:
+    methods: tuple[Literal["autoarima", "autoets"], ...]  # beside naive and drift, always computed
+    fit_days: int  # days before each forecast origin the statistical models are fitted on
+    workers: int  # processes for the per-window fits (the result does not depend on it)
+
+
+@dataclass(frozen=True)
 class ForecastEvaluate:
     plot_windows: int
 
@@ -263,6 +271,7 @@ class Forecast:
     data: ForecastData
     model: ForecastModel
     train: ForecastTrain
+    baselines: ForecastBaselines
     evaluate: ForecastEvaluate
 
 

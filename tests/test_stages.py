@@ -29,6 +29,8 @@ def workdir(tmp_path_factory, tiny_params):
         for workload in ("nmt", "charlm", "forecast"):
             run("download", tiny_params, workload)
             run(f"prepare_{workload}", tiny_params)
+            if workload == "forecast":
+                run("baseline_forecast", tiny_params)
             run(f"train_{workload}", tiny_params, CELL[workload])
             run(f"evaluate_{workload}", tiny_params, CELL[workload])
     return path
@@ -78,10 +80,14 @@ def test_charlm_stages(workdir, tiny_params):
 def test_forecast_stages(workdir, tiny_params):
     m = read_metrics(workdir, "forecast-lstm.json")
     for key in ("mae", "rmse", "mape", "mase", "naive_mae", "naive_rmse", "naive_mape", "naive_mase",
-                "drift_mae", "drift_mase", "mae_vs_naive"):
+                "drift_mae", "drift_mase", "autoarima_mae", "autoarima_mase", "autoets_mae", "autoets_rmse",
+                "mae_vs_naive", "mae_vs_best_baseline"):
         assert np.isfinite(m[key]) and m[key] > 0, key
+    best = min(m[f"{b}_mae"] for b in ("naive", "drift", "autoarima", "autoets"))
+    assert m["mae_vs_best_baseline"] == pytest.approx(m["mae"] / best, rel=1e-3)
     horizon = (workdir / "plots/forecast-lstm-horizon.csv").read_text().splitlines()
-    assert horizon[0].startswith("step,mae,naive_mae,drift_mae") and len(horizon) == 1 + tiny_params.forecast.data.output_len
+    assert horizon[0].startswith("step,mae,naive_mae,drift_mae,autoarima_mae,autoets_mae")
+    assert len(horizon) == 1 + tiny_params.forecast.data.output_len
     by_h = json.loads((workdir / "metrics/forecast-lstm-horizon.json").read_text())
     h = tiny_params.forecast.data.output_len
     assert by_h["horizon"] == list(range(1, h + 1)) and len(by_h["drift"]["mase"]) == h
@@ -89,6 +95,80 @@ def test_forecast_stages(workdir, tiny_params):
     assert by_h["naive"]["mae"][0] < by_h["naive"]["mae"][-1]  # naive error grows with the horizon
     png = (workdir / "plots/forecast-lstm.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_params):
+    from pipeline.stages import baseline_forecast
+
+    p = tiny_params.forecast
+    windows = artifacts.read_npz(workdir / "data/prepared/forecast/windows.npz")
+    stored = artifacts.read_npz(workdir / p.paths.baselines / "forecasts.npz")
+    starts = windows["test_starts"]
+    np.testing.assert_array_equal(stored["test_starts"], starts)
+    assert set(stored) == {"test_starts", "naive", "drift", *p.baselines.methods}
+    models = artifacts.read_json(workdir / p.paths.baselines / "models.json")
+    assert models["fit_days"] == p.baselines.fit_days and len(models["windows"]) == len(starts)
+    # Window k's AutoETS forecast is the fit on exactly the fit_days days before its origin.
+    k = len(starts) // 2
+    origin = int(starts[k]) + p.data.input_len
+    history = windows["series"][origin - p.baselines.fit_days:origin, 0]
+    from pipeline import baselines
+    again = baselines.auto_ets(history, p.data.output_len)
+    np.testing.assert_allclose(stored["autoets"][k], again.forecast, rtol=1e-9)
+    assert models["windows"][k] == {"origin": str(windows["dates"][origin]),
+                                    "autoarima": models["windows"][k]["autoarima"], "autoets": again.spec}
+    np.testing.assert_array_equal(stored["naive"][k], np.full(p.data.output_len, windows["series"][origin - 1, 0]))
+    assert sum(models["chosen"]["autoets"].values()) == len(starts)
+    # Histories end the day before the origin: the first forecast day is never fitted on.
+    fit_on = baseline_forecast.histories(windows["series"], starts, p.data.input_len, p.baselines.fit_days)
+    assert fit_on.shape == (len(starts), p.baselines.fit_days)
+    np.testing.assert_array_equal(fit_on[:, -1], windows["series"][starts + p.data.input_len - 1, 0])
+
+
+def test_baseline_params_and_stale_baselines_are_clear_errors(workdir, tiny_params, monkeypatch):
+    import dataclasses
+
+    from pipeline.errors import PipelineError
+    from pipeline.params import ParamsError
+
+    monkeypatch.chdir(workdir)
+    f = tiny_params.forecast
+    too_long = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
+        f, baselines=dataclasses.replace(f.baselines, fit_days=100_000)))
+    stored = (workdir / f.paths.baselines / "forecasts.npz").read_bytes()
+    with pytest.raises(ParamsError, match=r"'forecast.baselines.fit_days' is 100000; it must be at least 10 and at most \d+"):
+        run("baseline_forecast", too_long)
+    assert (workdir / f.paths.baselines / "forecasts.npz").read_bytes() == stored
+    # Baselines made for other windows are refused by evaluate, not silently mis-scored.
+    other = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
+        f, paths=dataclasses.replace(f.paths, prepared=str(workdir / "other-prepared"))))
+    windows = artifacts.read_npz(workdir / f.paths.prepared / "windows.npz")
+    windows["test_starts"] = windows["test_starts"][1:]
+    artifacts.write_npz(workdir / "other-prepared/windows.npz", **windows)
+    with pytest.raises(PipelineError, match=r"forecasts.npz: made for other test windows .* `dvc repro baseline_forecast`"):
+        run("evaluate_forecast", other, "lstm")
+
+
+def test_fewer_baselines_keep_the_plotted_columns(workdir, tiny_params, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    for part in ("data/prepared/forecast", "models/forecast/lstm"):
+        shutil.copytree(workdir / part, tmp_path / part)
+    f = tiny_params.forecast
+    params = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
+        f, baselines=dataclasses.replace(f.baselines, methods=("autoets",), workers=1)))
+    monkeypatch.chdir(tmp_path)
+    run("baseline_forecast", params)
+    run("evaluate_forecast", params, "lstm")
+    m = read_metrics(tmp_path, "forecast-lstm.json")
+    assert "autoets_mae" in m and not any(k.startswith("autoarima") for k in m)
+    assert m == {k: v for k, v in read_metrics(workdir, "forecast-lstm.json").items() if not k.startswith("autoarima")} | {
+        "mae_vs_best_baseline": m["mae_vs_best_baseline"]}
+    rows = [line.split(",") for line in (tmp_path / "plots/forecast-lstm-horizon.csv").read_text().splitlines()]
+    column = rows[0].index("autoarima_mae")
+    assert all(row[column] == "" for row in rows[1:])
+    assert all(float(row[rows[0].index("autoets_mae")]) > 0 for row in rows[1:])
 
 
 def test_bad_input_keeps_previous_prepared_outputs(workdir, tiny_params, monkeypatch):
@@ -179,6 +259,7 @@ def test_alternative_source_formats(tmp_path, tiny_params, monkeypatch):
     windows = artifacts.read_npz(tmp_path / "data/prepared/forecast/windows.npz")
     assert windows["series"].shape == (400, 2)
     assert np.all(windows["series"][:, 1] >= windows["series"][:, 0])  # high >= close
+    run("baseline_forecast", params)
     run("train_forecast", params, "gru")
     run("evaluate_forecast", params, "gru")
     assert read_metrics(tmp_path, "forecast-gru.json")["test_windows"] > 0
