@@ -1,5 +1,10 @@
-"""Prefect flows that orchestrate the pipeline (run_pipeline, refresh_forecaster).
+"""Prefect flows that orchestrate the pipeline.
 
-Flows shell out to DVC or call a stage's ``run``; they never compute and never hold a
-second copy of params.yaml. They arrive with the orchestration work (see README).
+* ``run_pipeline`` (flows/run_pipeline.py): ``dvc repro`` or ``dvc exp run -S`` for all
+  or named stages, metrics as a markdown artifact, ``dvc push`` to a configured remote.
+* ``refresh_forecaster`` (flows/refresh_forecaster.py): the scheduled daily refresh.
+* flows/serve.py serves prefect.yaml's deployments from one process.
+
+Flows shell out to DVC or call a stage's ``run`` and ``pipeline.serving``; they never
+compute and never hold a second copy of params.yaml.
 """

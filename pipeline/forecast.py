@@ -35,6 +35,11 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def last_stored_day(prepared: str | Path) -> str:
+    """The last day of the prepared price series (ISO date)."""
+    return str(artifacts.read_npz(Path(prepared) / "windows.npz")["dates"][-1])
+
+
 def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     """``({"model", "last_day", "dates", "forecast", "naive"}, plot inputs)`` for the days
     after the last stored one; the plot inputs are ``(dates, close, future days, forecast)``."""

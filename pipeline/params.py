@@ -266,6 +266,14 @@ class ForecastEvaluate:
 
 
 @dataclass(frozen=True)
+class ForecastServe:
+    cell: Cell  # the cell the scheduled refresh retrains, compares and serves
+    dir: str  # the served model (model/), decisions.jsonl and the latest forecast
+    recent_windows: int  # candidate and served model are compared on the newest test windows
+    tolerance: float  # promote when candidate MASE <= served MASE * (1 + tolerance)
+
+
+@dataclass(frozen=True)
 class Forecast:
     paths: ForecastPaths
     data: ForecastData
@@ -273,6 +281,7 @@ class Forecast:
     train: ForecastTrain
     baselines: ForecastBaselines
     evaluate: ForecastEvaluate
+    serve: ForecastServe
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,9 @@ def test_persistent_503_gives_up_with_a_clear_error(httpserver, previous):
     httpserver.expect_request("/close.json").respond_with_data("down", status=503)
     sleeps = Sleeps()
     url = httpserver.url_for("/close.json")
-    with pytest.raises(fetch.FetchError, match=rf"{url}: HTTP 503 .*gave up after 3 attempts"):
+    with pytest.raises(fetch.FetchError, match=rf"{url}: HTTP 503 .*gave up after 3 attempts") as err:
         fetch.fetch(url, previous, None, POLICY, sleep=sleeps)
+    assert err.value.transient  # a scheduler may try the whole fetch again later
     assert len(sleeps) == 2
     assert_untouched(previous)
 
@@ -127,8 +128,9 @@ def test_html_page_and_client_errors_are_not_retried(httpserver, previous):
     sleeps = Sleeps()
     with pytest.raises(fetch.FetchError, match="/html: got an HTML page"):
         fetch.fetch(httpserver.url_for("/html"), previous, None, POLICY, sleep=sleeps)
-    with pytest.raises(fetch.FetchError, match="/gone: HTTP 404"):
+    with pytest.raises(fetch.FetchError, match="/gone: HTTP 404") as err:
         fetch.fetch(httpserver.url_for("/gone"), previous, None, POLICY, sleep=sleeps)
+    assert not err.value.transient
     assert sleeps == []
     assert_untouched(previous)
 

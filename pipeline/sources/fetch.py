@@ -39,12 +39,16 @@ GUTENBERG = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
 class FetchError(PipelineError, RuntimeError):
     """A source could not be fetched; the message names the URL.
 
-    ``status`` is the HTTP status for a refused request, else None.
+    ``status`` is the HTTP status for a refused request, else None. ``transient`` is True
+    when every attempt failed in a way that may pass later (connection errors, timeouts,
+    truncated bodies, 429 and 5xx), so a scheduler may try the whole fetch again; a
+    refusal, a wrong checksum or an HTML page is not transient.
     """
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, transient: bool = False):
         super().__init__(message)
         self.status = status
+        self.transient = transient
 
 
 class _Transient(Exception):
@@ -170,7 +174,7 @@ def _download_with_retries(url, tmp: Path, policy: Policy, session, sleep, **req
             return
         except _Transient as err:
             if attempt == policy.retries:
-                raise FetchError(f"{url}: {err} (gave up after {attempt + 1} attempts)") from None
+                raise FetchError(f"{url}: {err} (gave up after {attempt + 1} attempts)", transient=True) from None
             wait = err.retry_after if err.retry_after is not None else backoff(attempt, policy, rng)
             wait = min(wait, policy.max_backoff_seconds)
             print(f"fetch: {url}: {err}; retrying in {wait:.1f}s "

@@ -27,19 +27,21 @@ WORKLOADS = ("nmt", "charlm", "forecast")
 REPORT, RESPONSES = "refresh.json", "responses"
 
 
-def run(params: Params, workload: str) -> None:
+def run(params: Params, workload: str) -> int | None:
+    """Fetch ``workload``'s source; for a ``coindesk-api`` source, return the days added."""
     if workload not in WORKLOADS:
         raise SystemExit(f"download: unknown workload '{workload}'; choose one of {WORKLOADS}")
     source = getattr(params.sources, workload)
     if source.format == "coindesk-api":
         today = dt.datetime.now(dt.timezone.utc).date()
-        refresh_prices(source, params.fetch, today)
+        return refresh_prices(source, params.fetch, today)
     elif source.format == "iwslt":
         digest = fetch_folder(source, params.fetch)
         print(f"download@{workload}: {source.url} -> {source.raw}/ (listing sha256 {digest})")
     else:
         digest = fetch(source.url, source.raw, source.sha256, params.fetch)
         print(f"download@{workload}: {source.url} -> {source.raw} (sha256 {digest[:16]}...)")
+    return None
 
 
 def fetch_folder(source: Source, policy: FetchPolicy, session: requests.Session | None = None,
