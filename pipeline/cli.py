@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pathlib import Path
@@ -118,6 +119,10 @@ def run_stage(argv: list[str]) -> int:
             print(f"error: cell '{args.variant}' is not in {workload}.model.cells {list(cells)}",
                   file=sys.stderr)
             return 2
+    if args.stage.startswith("train_") and ({"RNNPIPE_COORDINATOR", "RNNPIPE_DISTRIBUTED"} & set(os.environ)):
+        from pipeline import parallel  # several hosts: join before jax sees any device
+
+        parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     stage.run(params, args.variant)
     return 0

@@ -21,6 +21,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
+from pipeline import parallel
 from pipeline.models.rnn import initial_carries
 
 TrainState = train_state.TrainState
@@ -181,6 +182,7 @@ def fit(
     desc: str = "train",
     select: str | None = None,
     patience: int = 0,
+    devices: list | None = None,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Run ``steps`` train steps; every ``log_every`` steps record a history row.
 
@@ -191,14 +193,26 @@ def fit(
     With ``select`` (a key of those rows, higher is better) the returned state holds the
     parameters of the best row, not the last; with ``patience > 0`` training also stops
     once that many rows in a row have not improved on the best.
+
+    With more than one device (``devices``, default all of them) and a batch size they
+    divide, each batch is sharded across them and the state replicated
+    (:mod:`pipeline.parallel`): data parallelism with the same global batch.
     """
     history = []
     started = time.perf_counter()
     total, count = jnp.float32(0.0), 0
     best, best_params, stale = -float("inf"), None, 0
     bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
+    mesh = None
     for step in bar:
-        state, carry, loss = train_step(state, next(batches), carry, jax.random.fold_in(key, step))
+        batch = next(batches)
+        if step == 1 and (mesh := parallel.mesh_for(batch, devices)) is not None:
+            tqdm.write(f"{desc}: data parallel over {mesh.size} devices")
+            state = parallel.replicate(state, mesh)
+            carry = None if carry is None else parallel.shard(carry, mesh)
+        if mesh is not None:
+            batch = parallel.shard(batch, mesh)
+        state, carry, loss = train_step(state, batch, carry, jax.random.fold_in(key, step))
         total, count = total + loss, count + 1  # stays on device: no sync per step
         if step % log_every == 0 or step == steps:
             row = {"step": step, "loss": float(total) / count, **evaluate(state.params)}
