@@ -1,0 +1,207 @@
+"""Recurrent training throughput: rnnpipe's JAX core against PyTorch, same machine, same config.
+
+A char-LM training step (embedding, stacked LSTM/GRU, softmax over 65 characters,
+cross-entropy, gradient clipping at 1.0, Adam) at two sizes:
+
+    S: batch 32, 64 steps, hidden 256, 2 layers      M: batch 64, 100 steps, hidden 512, 2 layers
+
+Each framework runs ``--rounds`` timed rounds of ``--steps`` train steps, interleaved
+A B A B so that both see the same machine state; after warm-up (compilation) is timed
+apart. Reported: median tokens/s, the min-max range, the ratio JAX/PyTorch, and the
+achieved GFLOP/s (matmul work of forward + backward, about 3x the forward) against a
+measured float32 matmul peak. Needs the benchmark extra (`pip install -e ".[bench]"`):
+
+    python benchmarks/rnn_speed.py                      # all four rows, ~6 min on 2 cores
+    python benchmarks/rnn_speed.py --rows lstm-S gru-S --rounds 3
+
+Benchmarks are not tests: nothing here fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VOCAB = 65
+CONFIGS = {"S": {"batch": 32, "time": 64, "hidden": 256, "layers": 2},
+           "M": {"batch": 64, "time": 100, "hidden": 512, "layers": 2}}
+
+
+def flops_per_token(cell: str, hidden: int, layers: int, embed: int) -> float:
+    """Matmul FLOPs of one training token: forward (input + recurrent gates per layer,
+    output projection), times 3 for forward plus backward."""
+    gates = {"lstm": 4, "gru": 3}[cell] * hidden
+    forward = sum(2 * gates * ((embed if i == 0 else hidden) + hidden) for i in range(layers))
+    forward += 2 * hidden * VOCAB
+    return 3.0 * forward
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 matmul GFLOP/s (JAX/XLA on this machine's CPU)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+class JaxRunner:
+    """rnnpipe's own model and train step (pipeline.models.charlm + pipeline.train)."""
+
+    name = "jax"
+
+    def __init__(self, cell: str, cfg: dict, embed: int):
+        import jax
+
+        from pipeline import train
+        from pipeline.models.charlm import CharLM
+        from pipeline.models.rnn import initial_carries
+
+        b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
+        model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0)
+        self.carry = initial_carries(cell, n, h, b)
+        tx = train.make_optimizer(2e-3, 1.0)
+        x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
+        self.batch = {"inputs": x[:, :-1], "targets": x[:, 1:], "reset": np.bool_(False)}
+        self.state = train.create_state(model, jax.random.key(0), tx, self.batch["inputs"], self.carry)
+        self.step_fn = train.make_train_step(train.charlm_loss(model))
+        self.key = jax.random.key(1)
+
+    def steps(self, n: int) -> None:
+        loss = None
+        for _ in range(n):
+            self.state, self.carry, loss = self.step_fn(self.state, self.batch, self.carry, self.key)
+        loss.block_until_ready()
+
+
+class TorchRunner:
+    """The PyTorch model a user would write: nn.Embedding, nn.LSTM/nn.GRU, nn.Linear."""
+
+    name = "torch"
+
+    def __init__(self, cell: str, cfg: dict, embed: int):
+        import torch
+
+        torch.manual_seed(0)
+        b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = torch.nn.Embedding(VOCAB, embed)
+                self.rnn = rnn(embed, h, num_layers=n, batch_first=True)
+                self.out = torch.nn.Linear(h, VOCAB)
+
+            def forward(self, x, state):
+                y, state = self.rnn(self.embed(x), state)
+                return self.out(y), state
+
+        self.torch = torch
+        self.model = Model()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=2e-3)
+        x = torch.from_numpy(np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int64))
+        self.inputs, self.targets = x[:, :-1], x[:, 1:]
+        zeros = torch.zeros(n, b, h)
+        self.state = (zeros, zeros.clone()) if cell == "lstm" else zeros
+
+    def steps(self, n: int) -> None:
+        torch = self.torch
+        for _ in range(n):
+            logits, state = self.model(self.inputs, self.state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), self.targets.reshape(-1))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int) -> dict:
+    cfg = CONFIGS[size]
+    tokens = cfg["batch"] * cfg["time"] * steps
+    runners, warmup = {}, {}
+    for cls in (JaxRunner, TorchRunner):
+        t = time.perf_counter()
+        runner = cls(cell, cfg, embed)
+        runner.steps(2)  # compile / allocate
+        warmup[cls.name] = round(time.perf_counter() - t, 2)
+        runners[cls.name] = runner
+    rates: dict[str, list[float]] = {"jax": [], "torch": []}
+    for _ in range(rounds):
+        for name in ("jax", "torch"):  # A B A B
+            t = time.perf_counter()
+            runners[name].steps(steps)
+            rates[name].append(tokens / (time.perf_counter() - t))
+    flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
+    row = {"row": f"{cell}-{size}", **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps,
+           "warmup_seconds": warmup}
+    for name, r in rates.items():
+        row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
+                     "gflop_s": round(statistics.median(r) * flops / 1e9, 1)}
+    row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", nargs="+", default=["lstm-S", "lstm-M", "gru-S", "gru-M"])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=0, help="steps per round (default: 20 for S, 6 for M)")
+    ap.add_argument("--embed", type=int, default=64)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
+    args = ap.parse_args()
+
+    import jax
+    import torch
+
+    peak = matmul_peak()
+    rows = []
+    for spec in args.rows:
+        cell, size = spec.split("-")
+        steps = args.steps or (20 if size == "S" else 6)
+        row = bench_row(cell, size, args.rounds, steps, args.embed)
+        row["jax"]["pct_of_peak"] = round(100 * row["jax"]["gflop_s"] / peak, 1)
+        row["torch"]["pct_of_peak"] = round(100 * row["torch"]["gflop_s"] / peak, 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    record = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "jax": jax.__version__, "torch": torch.__version__,
+                          "torch_threads": torch.get_num_threads(), "jax_devices": str(jax.devices())},
+              "matmul_peak_gflop_s": round(peak, 1), "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
+             f"torch {torch.__version__}).", "",
+             "| row | B, T, H, layers | JAX tok/s (min-max) | PyTorch tok/s (min-max) | JAX / PyTorch | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        j, t = r["jax"], r["torch"]
+        lines.append(f"| {r['row']} | {r['batch']}, {r['time']}, {r['hidden']}, {r['layers']} | "
+                     f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | "
+                     f"{r['ratio_jax_over_torch']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
