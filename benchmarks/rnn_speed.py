@@ -5,9 +5,10 @@ cross-entropy, gradient clipping at 1.0, Adam) at two sizes:
 
     S: batch 32, 64 steps, hidden 256, 2 layers      M: batch 64, 100 steps, hidden 512, 2 layers
 
+A third column is the plain Flax model (``nn.RNN`` over ``OptimizedLSTMCell``/``GRUCell``).
 Each framework runs ``--rounds`` timed rounds of ``--steps`` train steps, interleaved
-A B A B so that both see the same machine state; after warm-up (compilation) is timed
-apart. Reported: median tokens/s, the min-max range, the ratio JAX/PyTorch, and the
+A B C A B C so that all see the same machine state; after warm-up (compilation) is timed
+apart. Reported: median tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
 achieved GFLOP/s (matmul work of forward + backward, about 3x the forward) against a
 measured float32 matmul peak. Needs the benchmark extra (`pip install -e ".[bench]"`):
 
@@ -92,6 +93,59 @@ class JaxRunner:
         loss.block_until_ready()
 
 
+class FlaxRunner:
+    """The plain Flax model: ``nn.RNN(nn.OptimizedLSTMCell | nn.GRUCell)`` per layer, the
+    same loss, optimizer and jitted, donating train step as ours."""
+
+    name = "flax"
+
+    def __init__(self, cell: str, cfg: dict, embed: int):
+        import flax.linen as nn
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        from pipeline import train
+
+        b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
+        make_cell = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[cell]
+
+        class Model(nn.Module):
+            @nn.compact
+            def __call__(self, x, carries):
+                y = nn.Embed(VOCAB, embed)(x)
+                out = []
+                for i in range(n):
+                    c, y = nn.RNN(make_cell(h), return_carry=True, name=f"rnn{i}")(y, initial_carry=carries[i])
+                    out.append(c)
+                return out, nn.Dense(VOCAB)(y)
+
+        model = Model()
+        zeros = jnp.zeros((b, h))
+        self.carry = [(zeros, zeros) if cell == "lstm" else zeros for _ in range(n)]
+        x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
+        self.batch = {"inputs": x[:, :-1], "targets": x[:, 1:]}
+        params = model.init(jax.random.key(0), self.batch["inputs"], self.carry)["params"]
+        self.state = train.TrainState.create(apply_fn=model.apply, params=params, tx=train.make_optimizer(2e-3, 1.0))
+
+        def loss_fn(params, batch, carry):
+            carry, logits = model.apply({"params": params}, batch["inputs"], carry)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
+            return loss, jax.lax.stop_gradient(carry)
+
+        def step(state, batch, carry):
+            (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, carry)
+            return state.apply_gradients(grads=grads), carry, loss
+
+        self.step_fn = jax.jit(step, donate_argnums=(0,))
+
+    def steps(self, n: int) -> None:
+        loss = None
+        for _ in range(n):
+            self.state, self.carry, loss = self.step_fn(self.state, self.batch, self.carry)
+        loss.block_until_ready()
+
+
 class TorchRunner:
     """The PyTorch model a user would write: nn.Embedding, nn.LSTM/nn.GRU, nn.Linear."""
 
@@ -139,15 +193,15 @@ def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int) -> dict
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
     runners, warmup = {}, {}
-    for cls in (JaxRunner, TorchRunner):
+    for cls in (JaxRunner, FlaxRunner, TorchRunner):
         t = time.perf_counter()
         runner = cls(cell, cfg, embed)
         runner.steps(2)  # compile / allocate
         warmup[cls.name] = round(time.perf_counter() - t, 2)
         runners[cls.name] = runner
-    rates: dict[str, list[float]] = {"jax": [], "torch": []}
+    rates: dict[str, list[float]] = {"jax": [], "flax": [], "torch": []}
     for _ in range(rounds):
-        for name in ("jax", "torch"):  # A B A B
+        for name in rates:  # A B C A B C ...
             t = time.perf_counter()
             runners[name].steps(steps)
             rates[name].append(tokens / (time.perf_counter() - t))
@@ -158,6 +212,7 @@ def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int) -> dict
         row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
                      "gflop_s": round(statistics.median(r) * flops / 1e9, 1)}
     row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
+    row["ratio_jax_over_flax"] = round(row["jax"]["median_tok_s"] / row["flax"]["median_tok_s"], 3)
     return row
 
 
@@ -181,6 +236,7 @@ def main() -> None:
         row = bench_row(cell, size, args.rounds, steps, args.embed)
         row["jax"]["pct_of_peak"] = round(100 * row["jax"]["gflop_s"] / peak, 1)
         row["torch"]["pct_of_peak"] = round(100 * row["torch"]["gflop_s"] / peak, 1)
+        row["flax"]["pct_of_peak"] = round(100 * row["flax"]["gflop_s"] / peak, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
     record = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -192,13 +248,15 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
              f"torch {torch.__version__}).", "",
-             "| row | B, T, H, layers | JAX tok/s (min-max) | PyTorch tok/s (min-max) | JAX / PyTorch | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| row | B, T, H, layers | rnnpipe JAX tok/s (min-max) | plain Flax tok/s | PyTorch tok/s (min-max) "
+             "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        j, t = r["jax"], r["torch"]
+        j, f, t = r["jax"], r["flax"], r["torch"]
         lines.append(f"| {r['row']} | {r['batch']}, {r['time']}, {r['hidden']}, {r['layers']} | "
-                     f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | "
-                     f"{r['ratio_jax_over_torch']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
+                     f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {f['median_tok_s']:,} | "
+                     f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
+                     f"{r['ratio_jax_over_flax']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
