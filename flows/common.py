@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prefect import task
+from prefect.tasks import exponential_backoff
+
 from pipeline import params as params_module
 from pipeline.errors import PipelineError
 
@@ -29,6 +32,18 @@ def dvc(*args: str, cwd: str | Path = ".") -> str:
         tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
         raise DvcError(f"`dvc {' '.join(args)}` failed (exit {out.returncode}):\n{tail}")
     return out.stdout
+
+
+def set_args(overrides: dict[str, object]) -> list[str]:
+    """``dvc exp run`` arguments for parameter overrides: ``-S key=value`` each."""
+    return [a for key, value in overrides.items() for a in ("-S", f"{key}={value}")]
+
+
+@task(name="dvc-push", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.5)
+def push() -> str:
+    """Network-bound: retried with exponential backoff and jitter."""
+    return dvc("push")
 
 
 def has_remote(cwd: str | Path = ".") -> bool:

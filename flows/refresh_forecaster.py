@@ -33,7 +33,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
-from flows.common import dvc, has_remote, load_params
+from flows.common import dvc, has_remote, load_params, push
 from pipeline import forecast as forecast_command
 from pipeline import serving
 from pipeline.sources.fetch import FetchError
@@ -100,12 +100,6 @@ def write_forecast(params_path: str) -> str:
     forecast_command.main([str(serving.served_dir(params)), "--prepared", params.forecast.paths.prepared,
                            "--out", str(prefix), "--png"])
     return str(prefix)
-
-
-@task(name="dvc-push", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
-      retry_jitter_factor=0.5)
-def push() -> str:
-    return dvc("push")
 
 
 @flow(name="refresh-forecaster", log_prints=True)

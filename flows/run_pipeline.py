@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.tasks import exponential_backoff
 
-from flows.common import dvc, has_remote
+from flows.common import dvc, has_remote, push, set_args
 
 
 @task(name="dvc-repro")
@@ -25,17 +24,10 @@ def repro(stages: list[str]) -> str:
 
 @task(name="dvc-exp-run")
 def exp_run(stages: list[str], set_params: dict[str, object], name: str | None) -> str:
-    args = ["exp", "run", *[a for k, v in set_params.items() for a in ("-S", f"{k}={v}")]]
+    args = ["exp", "run", *set_args(set_params)]
     if name:
         args += ["-n", name]
     return dvc(*args, *stages)
-
-
-@task(name="dvc-push", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
-      retry_jitter_factor=0.5)
-def push() -> str:
-    """Network-bound: retried with exponential backoff and jitter."""
-    return dvc("push")
 
 
 @task(name="publish-metrics")

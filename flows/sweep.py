@@ -26,14 +26,13 @@ import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import dvc
+from flows.common import dvc, set_args
 
 
 @task(name="experiment")
 def experiment(name: str, overrides: dict[str, object], stages: list[str], cwd: str) -> str:
     """One variant as a temporary DVC experiment. Compute: not retried."""
-    args = [a for key, value in overrides.items() for a in ("-S", f"{key}={value}")]
-    return dvc("exp", "run", "--temp", "-n", name, *args, *stages, cwd=cwd)
+    return dvc("exp", "run", "--temp", "-n", name, *set_args(overrides), *stages, cwd=cwd)
 
 
 @flow(name="sweep", log_prints=True)

@@ -17,11 +17,10 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import artifacts, plots, windows
+from pipeline import artifacts, plots
 from pipeline.checkpoint import CheckpointError, load_model
 from pipeline.models.forecaster import Forecaster
+from pipeline.stages.evaluate_forecast import predict
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,8 +54,7 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
         raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
     model = Forecaster(**config["model"])
     inputs = series[-n:][None]
-    inputs_n, _, mean, std = windows.normalize(inputs)
-    pred = windows.denormalize(np.asarray(model.apply({"params": params}, inputs_n)), mean, std)[0]
+    pred = predict(model, params, inputs)[0]
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],

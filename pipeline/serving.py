@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from pipeline import artifacts, metrics, windows
 from pipeline.checkpoint import load_model
 from pipeline.errors import PipelineError
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Params
+from pipeline.stages.evaluate_forecast import predict
 
 MODEL, DECISIONS, LOCK, LATEST = "model", "decisions.jsonl", ".lock", "latest"
 
@@ -73,9 +72,7 @@ def score(params: Params, model_dir: str | Path) -> dict:
                             f"but params.yaml has {wanted}")
     starts = data["test_starts"][-p.serve.recent_windows:]
     inputs, truth = windows.gather(data["series"], starts, p.data.input_len, p.data.output_len)
-    inputs_n, _, mean, std = windows.normalize(inputs)
-    pred_n = np.asarray(Forecaster(**config["model"]).apply({"params": model_params}, inputs_n))
-    pred = windows.denormalize(pred_n, mean, std)
+    pred = predict(Forecaster(**config["model"]), model_params, inputs)
     scale = windows.naive_scale(inputs)
     err = metrics.forecast_errors(pred, truth, scale=scale)
     naive = metrics.forecast_errors(windows.naive_forecast(inputs, p.data.output_len), truth, scale=scale)

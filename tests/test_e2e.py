@@ -36,8 +36,8 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return sh(repo, sys.executable, "-m", "dvc", *args)
 
 
-def make_repo(repo: Path, params: dict) -> Path:
-    for rel in COPY:
+def make_repo(repo: Path, params: dict, extra: tuple[str, ...] = ()) -> Path:
+    for rel in (*COPY, *extra):
         src, dst = ROOT / rel, repo / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():

@@ -27,7 +27,7 @@ from pipeline import serving
 
 from .conftest import ROOT, merge, tiny_overrides
 from .test_coindesk_api import BPI, KEY, VAR, FakeApi
-from .test_e2e import COPY, make_repo
+from .test_e2e import make_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -122,10 +122,7 @@ def ops(tmp_path_factory, real_params_dict, server, api):
         "forecast": {"model": {"cells": ["lstm"]}, "serve": {"recent_windows": 10},
                      "baselines": {"methods": ["autoets"]}},
     })
-    for rel in ("flows", "prefect.yaml"):
-        if rel not in COPY:
-            COPY.append(rel)
-    make_repo(repo, params)
+    make_repo(repo, params, extra=("flows", "prefect.yaml"))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: server}):

@@ -27,9 +27,8 @@ MODELS_FILE = "models.json"
 
 def histories(series: np.ndarray, starts: np.ndarray, input_len: int, fit_days: int) -> np.ndarray:
     """Feature 0 over the ``fit_days`` days ending at each window's forecast origin <float>[n, fit_days]."""
-    origins = starts + input_len
-    idx = origins[:, None] - fit_days + np.arange(fit_days)[None, :]
-    return series[idx, 0]
+    inputs, _ = windows.gather(series, starts + input_len - fit_days, fit_days, 0)
+    return inputs[:, :, 0]
 
 
 def run(params: Params, variant: str | None = None) -> None:
