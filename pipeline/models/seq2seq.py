@@ -142,12 +142,11 @@ class Seq2Seq(nn.Module):
     def _parallel(self, weights, y, enc, state, train):
         """No input feeding: each layer is one scan over the whole target."""
         carries, _ = state
-        mask = jnp.ones(y.shape[:2], bool)
         new_carries, x = [], y
         for i, (wi, wh, bi, bh) in enumerate(weights):
             if i > 0:
                 x = self.drop(x, deterministic=not train)
-            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, mask)
+            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi)
             new_carries.append(carry)
         h = self._attend(x, enc) if self.attention != "none" else x
         return (new_carries, h[:, -1]), h
