@@ -1,0 +1,286 @@
+"""Attention NMT training throughput against PyTorch, and beam-search decoding speed.
+
+Training: Luong attention (``general`` score, attentional vector tanh(W_c [c; h])),
+bidirectional 2x256 LSTM encoder, 2x256 LSTM decoder, embeddings 256, vocabularies 8k,
+batch 64, source and target length 25, Adam with gradient clipping at 1.0, float32.
+Two rows: without input feeding (the decoder's recurrence is one scan and attention one
+batched matmul) and with it (the decoder steps through time). PyTorch runs the model its
+users would write: ``nn.LSTM`` encoder and decoder (``nn.LSTMCell`` per layer when the
+attentional vector is fed back), ``bmm`` attention. Interleaved A B A B; median target
+tokens/s, min-max, the ratio.
+
+Decoding: beam search (beam 5, GNMT length penalty, each source allowed twice its length)
+over 32 sources of 25 tokens with an untrained model, as a whole ``lax.while_loop`` in one
+jitted function (``pipeline.inference.make_translator``) against the same search driven by
+a plain Python loop that calls the jitted step and checks the stopping rule on the host
+each step. Both return the same ids (checked). Reported in sentences/s.
+
+    pip install -e ".[bench]" && python benchmarks/nmt_speed.py     # ~5 min on 2 cores
+
+Benchmarks are not tests: nothing here fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rnn_speed import matmul_peak  # noqa: E402
+
+CFG = {"batch": 64, "src_len": 25, "trg_len": 25, "vocab": 8000, "embed": 256, "hidden": 256, "layers": 2}
+
+
+def flops_per_target_token(feed: bool) -> float:
+    """Matmul FLOPs of one training target token (forward x3 for forward + backward)."""
+    c = CFG
+    h, e, n, v, s = c["hidden"], c["embed"], c["layers"], c["vocab"], c["src_len"]
+    enc = 2 * sum(2 * 4 * h * ((e if i == 0 else 2 * h) + h) for i in range(n))  # both directions
+    dec = sum(2 * 4 * h * ((e + (h if feed else 0) if i == 0 else h) + h) for i in range(n))
+    attn = 2 * s * h + 2 * s * 2 * h + 2 * 3 * h * h  # scores, context, combine
+    keys = 2 * 2 * h * h  # W_a over the memory, once per source token
+    return 3.0 * (enc + keys + dec + attn + 2 * h * v)
+
+
+def batch_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    b, v = CFG["batch"], CFG["vocab"]
+    return {"src": rng.integers(4, v, (b, CFG["src_len"])).astype(np.int32),
+            "src_len": np.full((b,), CFG["src_len"], np.int32),
+            "trg": rng.integers(4, v, (b, CFG["trg_len"] + 1)).astype(np.int32),
+            "trg_len": np.full((b,), CFG["trg_len"], np.int32)}
+
+
+def our_model(feed: bool, cell: str = "lstm"):
+    from pipeline.models.seq2seq import Seq2Seq
+
+    c = CFG
+    return Seq2Seq(src_vocab=c["vocab"], trg_vocab=c["vocab"], cell=cell, embed=c["embed"], hidden=c["hidden"],
+                   layers=c["layers"], bidirectional=True, attention="general", dropout=0.0, input_feeding=feed)
+
+
+class JaxNMT:
+    name = "jax"
+
+    def __init__(self, feed: bool):
+        import jax
+
+        from pipeline import train
+
+        model = our_model(feed)
+        self.batch = batch_arrays()
+        self.state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-3, 1.0),
+                                        self.batch["src"], self.batch["src_len"], self.batch["trg"][:, :-1])
+        self.step_fn = train.make_train_step(train.nmt_loss(model))
+        self.key = jax.random.key(1)
+
+    def steps(self, n: int) -> None:
+        loss = None
+        for _ in range(n):
+            self.state, _, loss = self.step_fn(self.state, self.batch, None, self.key)
+        loss.block_until_ready()
+
+
+class TorchNMT:
+    name = "torch"
+
+    def __init__(self, feed: bool):
+        import torch
+        from torch import nn
+
+        torch.manual_seed(0)
+        c = CFG
+        v, e, h, layers = c["vocab"], c["embed"], c["hidden"], c["layers"]
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.src_embed, self.trg_embed = nn.Embedding(v, e), nn.Embedding(v, e)
+                self.encoder = nn.LSTM(e, h, layers, batch_first=True, bidirectional=True)
+                self.bridge = nn.ModuleList([nn.Linear(2 * h, h) for _ in range(2 * layers)])
+                self.attn_key = nn.Linear(2 * h, h, bias=False)
+                self.combine = nn.Linear(3 * h, h, bias=False)
+                if feed:
+                    self.cells = nn.ModuleList([nn.LSTMCell(e + h if i == 0 else h, h) for i in range(layers)])
+                else:
+                    self.decoder = nn.LSTM(e, h, layers, batch_first=True)
+                self.out = nn.Linear(h, v)
+
+            def attend(self, q, keys, memory):  # q [B, T, H]
+                weights = torch.softmax(torch.bmm(q, keys.transpose(1, 2)), dim=-1)
+                return torch.tanh(self.combine(torch.cat([torch.bmm(weights, memory), q], -1)))
+
+            def forward(self, src, trg_in):
+                memory, (hn, cn) = self.encoder(self.src_embed(src))
+                b = src.shape[0]
+                both = lambda s: s.view(layers, 2, b, h).permute(0, 2, 1, 3).reshape(layers, b, 2 * h)  # noqa: E731
+                hn, cn = both(hn), both(cn)
+                c0 = torch.stack([torch.tanh(self.bridge[2 * i](cn[i])) for i in range(layers)])
+                h0 = torch.stack([torch.tanh(self.bridge[2 * i + 1](hn[i])) for i in range(layers)])
+                keys, y = self.attn_key(memory), self.trg_embed(trg_in)
+                if not feed:
+                    out, _ = self.decoder(y, (h0, c0))
+                    return self.out(self.attend(out, keys, memory))
+                state = [(h0[i], c0[i]) for i in range(layers)]
+                fed, outs = y.new_zeros(b, h), []
+                for t in range(y.shape[1]):
+                    x = torch.cat([y[:, t], fed], -1)
+                    for i, cell_i in enumerate(self.cells):
+                        state[i] = cell_i(x, state[i])
+                        x = state[i][0]
+                    fed = self.attend(x[:, None], keys, memory)[:, 0]
+                    outs.append(fed)
+                return self.out(torch.stack(outs, 1))
+
+        self.torch = torch
+        self.model = Model()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        arrays = {k: torch.from_numpy(a.astype(np.int64)) for k, a in batch_arrays().items()}
+        self.src, self.trg = arrays["src"], arrays["trg"]
+
+    def steps(self, n: int) -> None:
+        torch = self.torch
+        for _ in range(n):
+            logits = self.model(self.src, self.trg[:, :-1])
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.trg[:, 1:].reshape(-1))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+
+
+def bench_training(feed: bool, rounds: int, steps: int) -> dict:
+    runners = {}
+    warmup = {}
+    for cls in (JaxNMT, TorchNMT):
+        t = time.perf_counter()
+        runner = cls(feed)
+        runner.steps(2)
+        warmup[cls.name] = round(time.perf_counter() - t, 2)
+        runners[cls.name] = runner
+    tokens = CFG["batch"] * CFG["trg_len"] * steps
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            t = time.perf_counter()
+            runner.steps(steps)
+            rates[name].append(tokens / (time.perf_counter() - t))
+    flops = flops_per_target_token(feed)
+    row = {"row": "nmt-luong" + ("-feed" if feed else ""), **CFG, "input_feeding": feed, "rounds": rounds,
+           "steps_per_round": steps, "warmup_seconds": warmup}
+    for name, r in rates.items():
+        row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
+                     "gflop_s": round(statistics.median(r) * flops / 1e9, 1)}
+    row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
+    return row
+
+
+def python_loop_while(cond, body, state):
+    """``lax.while_loop`` as a plain Python loop: jitted body, the stopping rule on the host."""
+    import jax
+
+    cond, body = jax.jit(cond), jax.jit(body)
+    while bool(cond(state)):
+        state = body(state)
+    return state
+
+
+def bench_beam(rounds: int, sentences: int = 32, beam: int = 5) -> dict:
+    import jax
+
+    from pipeline import inference
+    from pipeline.models.seq2seq import Seq2Seq
+
+    model = our_model(feed=False)
+    arrays = batch_arrays(1)
+    src, src_len = arrays["src"][:sentences], arrays["src_len"][:sentences]
+    params = model.init(jax.random.key(0), src, src_len, arrays["trg"][:sentences, :-1])["params"]
+    jitted = inference.make_translator(model, 2, "beam", beam)
+    key = jax.random.key(0)
+    looped_fn = jitted.__wrapped__  # the same function, not jitted: ops run eagerly around the loop
+
+    def looped(params, src, src_len, key):
+        real = jax.lax.while_loop
+        jax.lax.while_loop = python_loop_while
+        try:
+            return looped_fn(params, src, src_len, key)
+        finally:
+            jax.lax.while_loop = real
+
+    runs = {"lax_while_loop": lambda: jitted(params, src, src_len, key).block_until_ready(),
+            "python_loop": lambda: looped(params, src, src_len, key).block_until_ready()}
+    a, b = np.asarray(jitted(params, src, src_len, key)), np.asarray(looped(params, src, src_len, key))
+    if not np.array_equal(a, b):
+        raise AssertionError("the Python-loop beam search returned different ids")
+    steps = int(np.max(np.sum(a != 0, axis=1)))
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            rates[name].append(sentences / (time.perf_counter() - t))
+    row = {"row": f"beam{beam}", "sentences": sentences, "src_len": CFG["src_len"], "beam": beam,
+           "longest_output": steps, "vocab": CFG["vocab"], "rounds": rounds}
+    for name, r in rates.items():
+        row[name] = {"median_sent_s": round(statistics.median(r), 1), "min": round(min(r), 1), "max": round(max(r), 1)}
+    row["ratio"] = round(row["lax_while_loop"]["median_sent_s"] / row["python_loop"]["median_sent_s"], 2)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=4, help="train steps per round (default: %(default)s)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/nmt-speed"))
+    args = ap.parse_args()
+
+    import jax
+    import torch
+
+    peak = matmul_peak()
+    rows = []
+    for feed in (False, True):
+        row = bench_training(feed, args.rounds, args.steps)
+        for name in ("jax", "torch"):
+            row[name]["pct_of_peak"] = round(100 * row[name]["gflop_s"] / peak, 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    beam = bench_beam(args.rounds)
+    print(json.dumps(beam), flush=True)
+    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
+                          "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+              "matmul_peak_gflop_s": round(peak, 1), "training": rows, "beam_search": beam}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
+             f"torch {torch.__version__}).", "",
+             "| row | rnnpipe JAX tgt tok/s (min-max) | PyTorch tgt tok/s (min-max) | JAX / PyTorch "
+             "| JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        j, t = r["jax"], r["torch"]
+        lines.append(f"| {r['row']} | {j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | "
+                     f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
+                     f"{j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
+    j, p = beam["lax_while_loop"], beam["python_loop"]
+    lines += ["", f"Beam search, beam {beam['beam']}, {beam['sentences']} sources of {beam['src_len']} tokens, "
+              f"outputs up to {beam['longest_output']} tokens: one jitted `lax.while_loop` "
+              f"{j['median_sent_s']} sentences/s ({j['min']}-{j['max']}), a Python step loop "
+              f"{p['median_sent_s']} ({p['min']}-{p['max']}): {beam['ratio']}x."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

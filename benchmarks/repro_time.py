@@ -1,0 +1,64 @@
+"""End-to-end time of the default pipeline: `dvc repro` in a fresh clone, then a no-op re-run.
+
+The clone is made with `git clone` from this checkout's HEAD into a temporary directory
+(so uncommitted changes are not measured), shares this checkout's virtual environment,
+and starts with an empty DVC cache: every stage runs, exactly as on a user's fresh
+clone after `./dev repro` has installed the environment. The second `dvc repro` changes
+nothing and measures DVC's own overhead (hashing deps, reading dvc.lock).
+
+    python benchmarks/repro_time.py          # about 8-9 minutes on 2 cores
+
+Benchmarks are not tests: nothing here fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--noop-runs", type=int, default=5, help="no-op re-runs to time (default: %(default)s)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"))
+    args = ap.parse_args()
+
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "JAX_PLATFORMS": "cpu",
+           "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="rnnpipe-repro-") as tmp:
+        clone = Path(tmp) / "rnnpipe"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        full = timed(["dvc", "repro"], clone, env)
+        print(f"dvc repro (fresh clone): {full:.1f}s", flush=True)
+        noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
+        print(f"dvc repro (no-op): {min(noop):.2f}-{max(noop):.2f}s", flush=True)
+        status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True).stdout
+    record = {"commit": commit, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              "fresh_repro_seconds": round(full, 1), "noop_repro_seconds": [round(t, 2) for t in noop],
+              "status_after": status.strip()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
