@@ -22,6 +22,7 @@ import yaml
 from pipeline.errors import PipelineError
 
 Cell = Literal["lstm", "gru"]
+Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
 
 
 class ParamsError(PipelineError, ValueError):
@@ -121,6 +122,7 @@ class NmtModel:
     input_feeding: bool
     tie_embeddings: bool
     dropout: float
+    precision: Precision
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class CharlmModel:
     hidden: int
     layers: int
     dropout: float
+    precision: Precision
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ class ForecastModel:
     hidden: int
     layers: int
     dropout: float
+    precision: Precision
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,28 @@ def test_core_forward_and_gradient_equal_flax_cells(cell, reverse, padded, input
     want = jax.grad(partial(loss, ref), argnums=(0, 1, 2))(p, x, carry0)
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bfloat16_runs_bf16_matmuls_with_float32_carries(cell, inputs):
+    """``precision="bfloat16"``: the recurrent matmuls really take bf16 operands, the
+    carries, outputs and gradients stay float32, and both stay close to float32."""
+    x, mask, _ = inputs
+    f32, bf16 = (StackedRNN(cell, H, layers=2, bidirectional=True, precision=p) for p in ("float32", "bfloat16"))
+    params = f32.init(jax.random.key(0), x, mask)["params"]
+
+    def loss(model, params):
+        carries, ys = model.apply({"params": params}, x, mask)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(carries)), (carries, ys)
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: loss(bf16, p)[0]))(params))
+    assert "bf16" in jaxpr and "preferred_element_type=float32" in jaxpr
+    assert "bf16" not in str(jax.make_jaxpr(jax.grad(lambda p: loss(f32, p)[0]))(params))
+    (want, (want_c, want_y)), want_g = jax.value_and_grad(partial(loss, f32), has_aux=True)(params)
+    (got, (got_c, got_y)), got_g = jax.jit(jax.value_and_grad(partial(loss, bf16), has_aux=True))(params)
+    assert got_y.dtype == jnp.float32
+    assert all(c.dtype == jnp.float32 for c in jax.tree_util.tree_leaves(got_c))
+    np.testing.assert_allclose(got_y, want_y, atol=3e-2)
+    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g)):
+        assert a.dtype == jnp.float32 and np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pipeline.models.rnn import Cell, StackedRNN
+from pipeline.models.rnn import Cell, Precision, StackedRNN
 
 
 class Forecaster(nn.Module):
@@ -23,18 +23,17 @@ class Forecaster(nn.Module):
     layers: int
     dropout: float
     output_len: int
+    precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
 
     @nn.compact
     def __call__(self, inputs, train: bool = False):
         batch = inputs.shape[0]
-        carries, _ = StackedRNN(self.cell, self.hidden, self.layers, self.dropout, name="encoder")(
-            inputs, train=train
-        )
+        rnn = lambda name: StackedRNN(self.cell, self.hidden, self.layers, self.dropout,  # noqa: E731
+                                      precision=self.precision, name=name)
+        carries, _ = rnn("encoder")(inputs, train=train)
         clock = jnp.arange(self.output_len, dtype=jnp.float32) / self.output_len
         dec_in = jnp.broadcast_to(clock[None, :, None], (batch, self.output_len, 1))
-        _, h = StackedRNN(self.cell, self.hidden, self.layers, self.dropout, name="decoder")(
-            dec_in, None, carries, train=train
-        )
+        _, h = rnn("decoder")(dec_in, None, carries, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         # Predict the change from the last observed value. With a near-zero projection the
         # untrained model is (almost exactly) the naive baseline, and training has to earn

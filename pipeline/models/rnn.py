@@ -40,6 +40,15 @@ Carry = Any
 Cell = Literal["lstm", "gru"]
 GATES = {"lstm": 4, "gru": 3}
 UNROLL = 1
+Precision = Literal["float32", "bfloat16"]
+
+
+def matmul(a: jax.Array, b: jax.Array, precision: Precision = "float32") -> jax.Array:
+    """``a @ b``; with ``bfloat16`` the operands are cast to bf16 and the products are
+    accumulated and returned in float32 (what accelerators' matrix units do fast)."""
+    if precision == "float32":
+        return a @ b
+    return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
 
 def lstm_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array):
@@ -95,14 +104,14 @@ def _before(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
     return jnp.concatenate([first[None], seq[:-1]], 0)
 
 
-def _lstm_forward(reverse, wh, bh, carry, xp, mask):
+def _lstm_forward(reverse, precision, wh, bh, carry, xp, mask):
     s = _scales(wh.shape[0], "ssts")  # i f g o
-    xs, whs, b = (xp + bh) * s, wh * s, 1.0 - s
+    xs, whs, b = (xp + bh) * s, _operand(wh * s, precision), 1.0 - s
 
     def body(carry, inputs):
         c, h = carry
         x_t, m_t = inputs
-        act = jnp.tanh(x_t + h @ whs) * s + b  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        act = jnp.tanh(x_t + matmul(h, whs, precision)) * s + b  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         i, f, g, o = jnp.split(act, 4, axis=-1)
         c_new = f * c + i * g
         h_new = o * jnp.tanh(c_new)
@@ -113,12 +122,12 @@ def _lstm_forward(reverse, wh, bh, carry, xp, mask):
     return jax.lax.scan(body, carry, (xs, mask), reverse=reverse, unroll=UNROLL)
 
 
-def _lstm_backward(reverse, wh, carry0, res, mask, dcarry, dys):
+def _lstm_backward(reverse, precision, wh, carry0, res, mask, dcarry, dys):
     act, cs, hs = res
     c0, h0 = carry0
     s = _scales(wh.shape[0], "ssts")
     deriv = lambda a: s * s - (a - (1.0 - s)) ** 2  # noqa: E731  d act / d pre-activation
-    wht = wh.T
+    wht = _operand(wh.T, precision)
 
     def body(dcarry, inputs):
         dc, dh = dcarry
@@ -132,7 +141,7 @@ def _lstm_backward(reverse, wh, carry0, res, mask, dcarry, dys):
             dc_in = dc
         dc_new = dh_new * o * (1.0 - tc * tc) + dc_in
         dz = jnp.concatenate([dc_new * g, dc_new * c_prev, dc_new * i, dh_new * tc], -1) * deriv(a)
-        dh_prev, dc_prev = dz @ wht, dc_new * f
+        dh_prev, dc_prev = matmul(dz, wht, precision), dc_new * f
         if m_t is not None:
             dh_prev = dh_prev + jnp.where(m_t, 0.0, dh)
             dc_prev = dc_prev + jnp.where(m_t, 0.0, dc)
@@ -141,17 +150,17 @@ def _lstm_backward(reverse, wh, carry0, res, mask, dcarry, dys):
     c_prev = _before(cs, c0, reverse)
     dcarry0, dz = jax.lax.scan(body, dcarry, (dys, act, c_prev, cs, mask),
                                reverse=not reverse, unroll=UNROLL)
-    return _weight_grads(_before(hs, h0, reverse), dz, dz), dcarry0
+    return _weight_grads(_before(hs, h0, reverse), dz, dz, precision), dcarry0
 
 
-def _gru_forward(reverse, wh, bh, carry, xp, mask):
+def _gru_forward(reverse, precision, wh, bh, carry, xp, mask):
     hidden = wh.shape[0]
     s = _scales(hidden, "sst")  # r z n
-    xs, whs, bhs = xp * s, wh * s, bh * s
+    xs, whs, bhs = xp * s, _operand(wh * s, precision), bh * s
 
     def body(h, inputs):
         x_t, m_t = inputs
-        a = h @ whs + bhs
+        a = matmul(h, whs, precision) + bhs
         rz = jnp.tanh(x_t[:, : 2 * hidden] + a[:, : 2 * hidden]) * 0.5 + 0.5
         an = a[:, 2 * hidden:]
         n = jnp.tanh(x_t[:, 2 * hidden:] + rz[:, :hidden] * an)
@@ -164,10 +173,10 @@ def _gru_forward(reverse, wh, bh, carry, xp, mask):
     return carry, ((rz, n, an), None, hs)
 
 
-def _gru_backward(reverse, wh, h0, res, mask, dh, dys):
+def _gru_backward(reverse, precision, wh, h0, res, mask, dh, dys):
     (rz, n, an), _, hs = res
     hidden = wh.shape[0]
-    wht = wh.T
+    wht = _operand(wh.T, precision)
 
     def body(dh, inputs):
         dy, rz_t, n_t, an_t, h_prev, m_t = inputs
@@ -179,7 +188,7 @@ def _gru_backward(reverse, wh, h0, res, mask, dh, dys):
         dpz = dh_new * (h_prev - n_t) * z * (1.0 - z)
         dpr = dpn * an_t * r * (1.0 - r)
         da = jnp.concatenate([dpr, dpz, dpn * r], -1)
-        dh_prev = da @ wht + dh_new * z
+        dh_prev = matmul(da, wht, precision) + dh_new * z
         if m_t is not None:
             dh_prev = dh_prev + jnp.where(m_t, 0.0, dh)
         return dh_prev, (da, dpn)
@@ -188,13 +197,18 @@ def _gru_backward(reverse, wh, h0, res, mask, dh, dys):
     dh0, (da, dpn) = jax.lax.scan(body, dh, (dys, rz, n, an, h_prev, mask),
                                   reverse=not reverse, unroll=UNROLL)
     dxp = jnp.concatenate([da[..., : 2 * hidden], dpn], -1)
-    return _weight_grads(h_prev, da, dxp), dh0
+    return _weight_grads(h_prev, da, dxp, precision), dh0
 
 
-def _weight_grads(h_prev, da, dxp):
+def _operand(w: jax.Array, precision: Precision) -> jax.Array:
+    """A loop-invariant matmul operand, cast once before the loop rather than every step."""
+    return w if precision == "float32" else w.astype(jnp.bfloat16)
+
+
+def _weight_grads(h_prev, da, dxp, precision):
     """``(d wh, d bh, d xp)``: the recurrent weight gradient as one matmul over all steps."""
     t, b, hidden = h_prev.shape
-    dwh = h_prev.reshape(t * b, hidden).T @ da.reshape(t * b, -1)
+    dwh = matmul(h_prev.reshape(t * b, hidden).T, da.reshape(t * b, -1), precision)
     return dwh, da.sum((0, 1)), dxp
 
 
@@ -207,8 +221,7 @@ def _outputs(cell, carry, res, mask):
     return carry, hs if mask is None else jnp.where(mask, hs, 0.0)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def recurrence(cell: Cell, reverse: bool, wh, bh, carry, xp, mask=None):
+def recurrence(cell: Cell, reverse: bool, wh, bh, carry, xp, mask=None, precision: Precision = "float32"):
     """Run one layer's recurrence over time, time-major. The fast core.
 
     Args:
@@ -220,29 +233,36 @@ def recurrence(cell: Cell, reverse: bool, wh, bh, carry, xp, mask=None):
             passes through unchanged and the output is zero, so right-padding never
             touches the state (the reverse direction starts from its initial carry at
             each row's true last token).
+        precision: ``bfloat16`` runs the recurrent matmuls (forward and backward) on bf16
+            operands with float32 accumulation; carries, gates and gradients stay float32.
 
     Returns:
         ``(carry, ys)`` with ``ys`` <f32>[time, batch, hidden].
     """
-    carry, res = _FORWARD[cell](reverse, wh, bh, carry, xp, mask)
+    return _recurrence(cell, reverse, precision, wh, bh, carry, xp, mask)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _recurrence(cell, reverse, precision, wh, bh, carry, xp, mask):
+    carry, res = _FORWARD[cell](reverse, precision, wh, bh, carry, xp, mask)
     return _outputs(cell, carry, res, mask)
 
 
-def _recurrence_fwd(cell, reverse, wh, bh, carry, xp, mask=None):
-    carry_out, res = _FORWARD[cell](reverse, wh, bh, carry, xp, mask)
+def _recurrence_fwd(cell, reverse, precision, wh, bh, carry, xp, mask):
+    carry_out, res = _FORWARD[cell](reverse, precision, wh, bh, carry, xp, mask)
     return _outputs(cell, carry_out, res, mask), (wh, carry, res, mask)
 
 
-def _recurrence_bwd(cell, reverse, saved, cotangents):
+def _recurrence_bwd(cell, reverse, precision, saved, cotangents):
     wh, carry0, res, mask = saved
     dcarry, dys = cotangents
     if mask is not None:
         dys = jnp.where(mask, dys, 0.0)
-    (dwh, dbh, dxp), dcarry0 = _BACKWARD[cell](reverse, wh, carry0, res, mask, dcarry, dys)
+    (dwh, dbh, dxp), dcarry0 = _BACKWARD[cell](reverse, precision, wh, carry0, res, mask, dcarry, dys)
     return dwh, dbh, dcarry0, dxp, None
 
 
-recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 def scan_layer(
@@ -253,6 +273,7 @@ def scan_layer(
     xp: jax.Array,
     mask: jax.Array | None = None,
     reverse: bool = False,
+    precision: Precision = "float32",
 ):
     """:func:`recurrence` on batch-major arrays.
 
@@ -264,7 +285,7 @@ def scan_layer(
         ``(carry, ys)`` with ``ys`` <f32>[batch, time, hidden].
     """
     tm_mask = None if mask is None else jnp.swapaxes(mask, 0, 1)[:, :, None]
-    carry, ys = recurrence(cell, reverse, wh, bh, carry, jnp.swapaxes(xp, 0, 1), tm_mask)
+    carry, ys = recurrence(cell, reverse, wh, bh, carry, jnp.swapaxes(xp, 0, 1), tm_mask, precision)
     return carry, jnp.swapaxes(ys, 0, 1)
 
 
@@ -279,16 +300,17 @@ class RNNLayer(nn.Module):
     hidden: int
     reverse: bool = False
     time_major: bool = False
+    precision: Precision = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, carry: Carry | None = None):
         wi, wh, bi, bh = gate_weights(self, self.cell, self.hidden, x.shape[-1])
         if carry is None:
             carry = zero_carry(self.cell, x.shape[1 if self.time_major else 0], self.hidden)
-        xp = x @ wi + bi  # hoisted out of the scan: one [B*T, D] x [D, G] matmul
+        xp = matmul(x, wi, self.precision) + bi  # hoisted out of the scan: one [B*T, D] x [D, G] matmul
         if self.time_major:
-            return recurrence(self.cell, self.reverse, wh, bh, carry, xp, mask)
-        return scan_layer(self.cell, wh, bh, carry, xp, mask, self.reverse)
+            return recurrence(self.cell, self.reverse, wh, bh, carry, xp, mask, self.precision)
+        return scan_layer(self.cell, wh, bh, carry, xp, mask, self.reverse, self.precision)
 
 
 def gate_weights(module: nn.Module, cell: Cell, hidden: int, in_dim: int):
@@ -328,6 +350,7 @@ class StackedRNN(nn.Module):
     layers: int
     dropout: float = 0.0
     bidirectional: bool = False
+    precision: Precision = "float32"
 
     @nn.compact
     def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False):
@@ -339,9 +362,10 @@ class StackedRNN(nn.Module):
         for i in range(self.layers):
             if i > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-            fw = RNNLayer(self.cell, self.hidden, time_major=True, name=f"layer{i}")
+            fw = RNNLayer(self.cell, self.hidden, time_major=True, precision=self.precision, name=f"layer{i}")
             if self.bidirectional:
-                bw = RNNLayer(self.cell, self.hidden, reverse=True, time_major=True, name=f"layer{i}_reverse")
+                bw = RNNLayer(self.cell, self.hidden, reverse=True, time_major=True, precision=self.precision,
+                              name=f"layer{i}_reverse")
                 c_fw, c_bw = carries[i] if carries[i] is not None else (None, None)
                 c_fw, y_fw = fw(x, mask, c_fw)
                 c_bw, y_bw = bw(x, mask, c_bw)

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pipeline.models.rnn import STEPS, Cell, LayerWeights, StackedRNN, scan_layer
+from pipeline.models.rnn import STEPS, Cell, LayerWeights, Precision, StackedRNN, scan_layer
 
 NEG_INF = -1e9
 ATTENTIONS = ("none", "dot", "general", "scaled", "bahdanau")
@@ -45,6 +45,9 @@ class Seq2Seq(nn.Module):
     dropout: float
     input_feeding: bool = False
     tie_embeddings: bool = False
+    # bfloat16: the encoder's and the scanned decoder's recurrent matmuls (the input-feeding
+    # decoder steps with the float32 reference cells)
+    precision: Precision = "float32"
 
     def setup(self):
         if self.attention not in ATTENTIONS:
@@ -58,7 +61,7 @@ class Seq2Seq(nn.Module):
         self.src_embed = nn.Embed(self.src_vocab, self.embed)
         self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
         self.encoder = StackedRNN(
-            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional
+            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision
         )
         parts = 2 if self.cell == "lstm" else 1
         self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
@@ -146,7 +149,7 @@ class Seq2Seq(nn.Module):
         for i, (wi, wh, bi, bh) in enumerate(weights):
             if i > 0:
                 x = self.drop(x, deterministic=not train)
-            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi)
+            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, precision=self.precision)
             new_carries.append(carry)
         h = self._attend(x, enc) if self.attention != "none" else x
         return (new_carries, h[:, -1]), h
