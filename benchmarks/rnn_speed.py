@@ -69,7 +69,7 @@ class JaxRunner:
 
     name = "jax"
 
-    def __init__(self, cell: str, cfg: dict, embed: int):
+    def __init__(self, cell: str, cfg: dict, embed: int, precision: str = "float32"):
         import jax
 
         from pipeline import train
@@ -77,7 +77,7 @@ class JaxRunner:
         from pipeline.models.rnn import initial_carries
 
         b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
-        model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0)
+        model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0, precision=precision)
         self.carry = initial_carries(cell, n, h, b)
         tx = train.make_optimizer(2e-3, 1.0)
         x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
@@ -189,13 +189,13 @@ class TorchRunner:
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int) -> dict:
+def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32") -> dict:
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
     runners, warmup = {}, {}
     for cls in (JaxRunner, FlaxRunner, TorchRunner):
         t = time.perf_counter()
-        runner = cls(cell, cfg, embed)
+        runner = cls(cell, cfg, embed, precision) if cls is JaxRunner else cls(cell, cfg, embed)
         runner.steps(2)  # compile / allocate
         warmup[cls.name] = round(time.perf_counter() - t, 2)
         runners[cls.name] = runner
@@ -206,7 +206,7 @@ def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int) -> dict
             runners[name].steps(steps)
             rates[name].append(tokens / (time.perf_counter() - t))
     flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
-    row = {"row": f"{cell}-{size}", **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps,
+    row = {"row": f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}"), **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps,
            "warmup_seconds": warmup}
     for name, r in rates.items():
         row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
@@ -222,6 +222,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=0, help="steps per round (default: 20 for S, 6 for M)")
     ap.add_argument("--embed", type=int, default=64)
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                    help="of our recurrent matmuls (the others stay float32)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
     args = ap.parse_args()
 
@@ -233,7 +235,7 @@ def main() -> None:
     for spec in args.rows:
         cell, size = spec.split("-")
         steps = args.steps or (20 if size == "S" else 6)
-        row = bench_row(cell, size, args.rounds, steps, args.embed)
+        row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision)
         row["jax"]["pct_of_peak"] = round(100 * row["jax"]["gflop_s"] / peak, 1)
         row["torch"]["pct_of_peak"] = round(100 * row["torch"]["gflop_s"] / peak, 1)
         row["flax"]["pct_of_peak"] = round(100 * row["flax"]["gflop_s"] / peak, 1)
