@@ -104,6 +104,7 @@ class FlaxRunner:
         import jax
         import jax.numpy as jnp
         import optax
+        from flax.training import train_state
 
         from pipeline import train
 
@@ -126,7 +127,8 @@ class FlaxRunner:
         x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
         self.batch = {"inputs": x[:, :-1], "targets": x[:, 1:]}
         params = model.init(jax.random.key(0), self.batch["inputs"], self.carry)["params"]
-        self.state = train.TrainState.create(apply_fn=model.apply, params=params, tx=train.make_optimizer(2e-3, 1.0))
+        self.state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                                   tx=train.make_optimizer(2e-3, 1.0))
 
         def loss_fn(params, batch, carry):
             carry, logits = model.apply({"params": params}, batch["inputs"], carry)

@@ -15,12 +15,39 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 
 from pipeline.errors import PipelineError
 
+
+
+@dataclass(frozen=True)
+class Range:
+    """A bound on a number, attached to a field's type: ``Annotated[int, Range(gt=0)]``."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def violated(self, value: float) -> str | None:
+        """What ``value`` fails, e.g. ``"> 0"``, or None when it is in range."""
+        rules = [(self.gt, ">", lambda b: value > b), (self.ge, ">=", lambda b: value >= b),
+                 (self.lt, "<", lambda b: value < b), (self.le, "<=", lambda b: value <= b)]
+        if all(bound is None or ok(bound) for bound, _, ok in rules):
+            return None
+        return " and ".join(f"{op} {bound:g}" for bound, op, _ in rules if bound is not None)
+
+
+PosInt = Annotated[int, Range(gt=0)]
+NonNegInt = Annotated[int, Range(ge=0)]
+PosFloat = Annotated[float, Range(gt=0)]
+NonNegFloat = Annotated[float, Range(ge=0)]
+Rate = Annotated[float, Range(ge=0, lt=1)]  # dropout, label smoothing, momentum
+Fraction = Annotated[float, Range(gt=0, lt=1)]
+TopP = Annotated[float, Range(gt=0, le=1)]
 Cell = Literal["lstm", "gru"]
 Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
 
@@ -34,12 +61,12 @@ class ParamsError(PipelineError, ValueError):
 class FetchPolicy:
     """How hard downloads try: retries with backoff, timeouts, a size limit."""
 
-    retries: int
-    backoff_seconds: float
-    max_backoff_seconds: float
-    connect_timeout: float
-    read_timeout: float
-    max_megabytes: int
+    retries: NonNegInt
+    backoff_seconds: NonNegFloat
+    max_backoff_seconds: NonNegFloat
+    connect_timeout: PosFloat
+    read_timeout: PosFloat
+    max_megabytes: PosInt
     mirror: str | None
 
 
@@ -101,53 +128,54 @@ class Paths:
 class NmtData:
     seed: int
     level: Literal["word", "char", "subword"]
-    vocab_size: int
+    vocab_size: PosInt
     lowercase: bool
-    max_len: int
+    max_len: PosInt
     max_pairs: int
-    valid_size: int
-    test_size: int
-    min_freq: int
-    buckets: tuple[int, ...]
+    valid_size: PosInt
+    test_size: PosInt
+    min_freq: NonNegInt
+    buckets: tuple[PosInt, ...]
 
 
 @dataclass(frozen=True)
 class NmtModel:
     cells: tuple[Cell, ...]
-    embed: int
-    hidden: int
-    layers: int
+    embed: PosInt
+    hidden: PosInt
+    layers: PosInt
     bidirectional: bool
     attention: Literal["none", "dot", "general", "scaled", "bahdanau"]
     input_feeding: bool
     tie_embeddings: bool
-    dropout: float
+    dropout: Rate
     precision: Precision
 
 
 @dataclass(frozen=True)
 class NmtTrain:
     seed: int
-    steps: int
-    batch_size: int
+    steps: PosInt
+    batch_size: PosInt
     optimizer: Literal["adam", "sgd"]
-    learning_rate: float
+    learning_rate: PosFloat
     schedule: Literal["constant", "luong234"]
-    clip_norm: float
-    label_smoothing: float
-    log_every: int
-    patience: int
+    clip_norm: PosFloat
+    label_smoothing: Rate
+    log_every: PosInt
+    max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
+    patience: NonNegInt
 
 
 @dataclass(frozen=True)
 class NmtDecode:
     method: Literal["greedy", "beam", "sample"]
-    beam_size: int
-    length_penalty: float
-    temperature: float
+    beam_size: PosInt
+    length_penalty: NonNegFloat
+    temperature: NonNegFloat
     seed: int
-    max_len_factor: int
-    batch_size: int
+    max_len_factor: PosInt
+    batch_size: PosInt
 
 
 @dataclass(frozen=True)
@@ -168,40 +196,41 @@ class Nmt:
 # --- character LM --------------------------------------------------------------------
 @dataclass(frozen=True)
 class CharlmData:
-    valid_fraction: float
+    valid_fraction: Fraction
 
 
 @dataclass(frozen=True)
 class CharlmModel:
     cells: tuple[Cell, ...]
     input: Literal["embedding", "onehot"]
-    embed: int
-    hidden: int
-    layers: int
-    dropout: float
+    embed: PosInt
+    hidden: PosInt
+    layers: PosInt
+    dropout: Rate
     precision: Precision
 
 
 @dataclass(frozen=True)
 class CharlmTrain:
     seed: int
-    steps: int
-    batch_size: int
-    seq_len: int
-    learning_rate: float
+    steps: PosInt
+    batch_size: PosInt
+    seq_len: PosInt
+    learning_rate: PosFloat
     schedule: Literal["constant", "cosine"]
-    clip_norm: float
-    log_every: int
+    clip_norm: PosFloat
+    log_every: PosInt
+    max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
 
 
 @dataclass(frozen=True)
 class CharlmSample:
     seed: int
     prime: str
-    length: int
-    temperature: float
-    top_k: int
-    top_p: float
+    length: PosInt
+    temperature: NonNegFloat
+    top_k: NonNegInt
+    top_p: TopP
 
 
 @dataclass(frozen=True)
@@ -228,53 +257,54 @@ class ForecastData:
     currency: str
     gap_policy: Literal["error", "ffill", "linear"]
     features: tuple[str, ...]  # close | open | high | low | close_<CUR> (checked against the source)
-    input_len: int
-    output_len: int
-    stride: int
-    test_fraction: float
+    input_len: PosInt
+    output_len: PosInt
+    stride: PosInt
+    test_fraction: Fraction
 
 
 @dataclass(frozen=True)
 class ForecastModel:
     cells: tuple[Cell, ...]
-    hidden: int
-    layers: int
-    dropout: float
+    hidden: PosInt
+    layers: PosInt
+    dropout: Rate
     precision: Precision
 
 
 @dataclass(frozen=True)
 class ForecastTrain:
     seed: int
-    steps: int
-    batch_size: int
+    steps: PosInt
+    batch_size: PosInt
     optimizer: Literal["adam", "rmsprop"]
-    learning_rate: float
-    rmsprop_decay: float
-    momentum: float
-    clip_norm: float
-    weight_decay: float
-    log_every: int
+    learning_rate: PosFloat
+    rmsprop_decay: Fraction
+    momentum: Rate
+    clip_norm: PosFloat
+    weight_decay: NonNegFloat
+    log_every: PosInt
+    max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
 
 
 @dataclass(frozen=True)
 class ForecastBaselines:
     methods: tuple[Literal["autoarima", "autoets"], ...]  # beside naive and drift, always computed
-    fit_days: int  # days before each forecast origin the statistical models are fitted on
-    workers: int  # processes for the per-window fits (the result does not depend on it)
+    fit_days: Annotated[int, Range(ge=10)]  # days before each forecast origin the statistical models are fitted on
+    workers: PosInt  # processes for the per-window fits (the result does not depend on it)
 
 
 @dataclass(frozen=True)
 class ForecastEvaluate:
-    plot_windows: int
+    plot_windows: NonNegInt
 
 
 @dataclass(frozen=True)
 class ForecastServe:
     cell: Cell  # the cell the scheduled refresh retrains, compares and serves
     dir: str  # the served model (model/), decisions.jsonl and the latest forecast
-    recent_windows: int  # candidate and served model are compared on the newest test windows
-    tolerance: float  # promote when candidate MASE <= served MASE * (1 + tolerance)
+    recent_windows: PosInt  # candidate and served model are compared on the newest test windows
+    tolerance: NonNegFloat  # promote when candidate MASE <= served MASE * (1 + tolerance)
 
 
 @dataclass(frozen=True)
@@ -340,7 +370,7 @@ def _build(cls: type, raw: Any, section: str, source: str) -> Any:
         raise ParamsError(
             f"{source}: missing key '{missing[0]}' in {where}; valid keys: {valid}"
         )
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     values = {
         name: _coerce(hints[name], raw[name], _join(section, name), source) for name in fields
     }
@@ -354,6 +384,13 @@ def _join(section: str, name: str) -> str:
 def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert lists to tuples."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *bounds = typing.get_args(tp)
+        value = _coerce(base, value, key, source)
+        for bound in bounds:
+            if isinstance(bound, Range) and (rule := bound.violated(value)):
+                raise ParamsError(f"{source}: '{key}' is {value!r}; it must be {rule}")
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, source)
     if origin in (typing.Union, types.UnionType):

@@ -22,9 +22,22 @@ from flax.training import train_state
 from tqdm.auto import tqdm
 
 from pipeline import parallel
+from pipeline.errors import PipelineError
 from pipeline.models.rnn import initial_carries
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's train state plus the non-finite guard's counters (int32 scalars, on device):
+    ``skipped`` steps in all, and ``bad_run``, the current run of them in a row."""
+
+    skipped: jax.Array
+    bad_run: jax.Array
+
+
+class DivergedError(PipelineError, RuntimeError):
+    """Training produced a non-finite loss or gradient too many steps in a row."""
+
+
 LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
 
 
@@ -144,12 +157,26 @@ def forecast_loss(model) -> LossFn:
 
 
 def make_train_step(loss_fn: LossFn):
-    """``train_step(state, batch, carry, key) -> (state, carry, loss)``, jitted."""
+    """``train_step(state, batch, carry, key) -> (state, carry, loss)``, jitted.
+
+    A step whose loss or gradient has a NaN or an infinity is skipped: parameters,
+    optimizer state, step and carry stay as they were, ``state.skipped`` and
+    ``state.bad_run`` count it, and the returned loss is NaN (``fit`` leaves it out of
+    its averages and stops after too many in a row).
+    """
 
     def train_step(state: TrainState, batch, carry, key):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (carry, _)), grads = grad_fn(state.params, batch, carry, key, True)
-        return state.apply_gradients(grads=grads), carry, loss
+        (loss, (new_carry, _)), grads = grad_fn(state.params, batch, carry, key, True)
+        finite = jnp.isfinite(loss)
+        for g in jax.tree_util.tree_leaves(grads):
+            finite &= jnp.all(jnp.isfinite(g))
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        state = jax.tree_util.tree_map(keep, state.apply_gradients(grads=grads), state)
+        state = state.replace(skipped=state.skipped + (~finite).astype(jnp.int32),
+                              bad_run=jnp.where(finite, 0, state.bad_run + 1))
+        carry = jax.tree_util.tree_map(keep, new_carry, carry)
+        return state, carry, jnp.where(finite, loss, jnp.nan)
 
     return jax.jit(train_step, donate_argnums=(0,))
 
@@ -167,7 +194,9 @@ def make_eval_step(loss_fn: LossFn):
 def create_state(model, key: jax.Array, tx, *example_inputs) -> TrainState:
     """Initialise parameters from ``key`` by tracing the model on example inputs."""
     params = model.init({"params": key}, *example_inputs)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    # two buffers, not one: the train step donates the state, and a buffer donated twice fails
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32))
 
 
 def fit(
@@ -183,6 +212,7 @@ def fit(
     select: str | None = None,
     patience: int = 0,
     devices: list | None = None,
+    max_nonfinite: int = 20,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Run ``steps`` train steps; every ``log_every`` steps record a history row.
 
@@ -197,10 +227,14 @@ def fit(
     With more than one device (``devices``, default all of them) and a batch size they
     divide, each batch is sharded across them and the state replicated
     (:mod:`pipeline.parallel`): data parallelism with the same global batch.
+
+    Steps with a non-finite loss or gradient are skipped (see :func:`make_train_step`);
+    if ``max_nonfinite`` of them come in a row, the run stops at the next history row
+    with :class:`DivergedError`.
     """
     history = []
     started = time.perf_counter()
-    total, count = jnp.float32(0.0), 0
+    total, count = jnp.float32(0.0), jnp.int32(0)
     best, best_params, stale = -float("inf"), None, 0
     bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
     mesh = None
@@ -213,13 +247,15 @@ def fit(
         if mesh is not None:
             batch = parallel.shard(batch, mesh)
         state, carry, loss = train_step(state, batch, carry, jax.random.fold_in(key, step))
-        total, count = total + loss, count + 1  # stays on device: no sync per step
+        finite = jnp.isfinite(loss)  # stays on device: no sync per step
+        total, count = total + jnp.where(finite, loss, 0.0), count + finite
         if step % log_every == 0 or step == steps:
-            row = {"step": step, "loss": float(total) / count, **evaluate(state.params)}
+            _check_finite(state, step, max_nonfinite, desc)
+            row = {"step": step, "loss": float(total) / max(int(count), 1), **evaluate(state.params)}
             history.append(row)
             shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
             tqdm.write(f"{desc} step {step}/{steps}: {shown}")
-            total, count = jnp.float32(0.0), 0
+            total, count = jnp.float32(0.0), jnp.int32(0)
             if select is not None:
                 if row[select] > best:
                     # a copy: the next train step donates (and so invalidates) state's buffers
@@ -239,3 +275,16 @@ def fit(
         tqdm.write(f"{desc}: keeping step {chosen['step']} ({select} {best:.4f})")
         state = state.replace(params=best_params)
     return state, history
+
+
+def _check_finite(state: TrainState, step: int, limit: int, desc: str) -> None:
+    """Report skipped steps; raise :class:`DivergedError` after ``limit`` in a row."""
+    skipped, run = int(state.skipped), int(state.bad_run)
+    if run >= limit:
+        raise DivergedError(
+            f"{desc}: the loss or gradient was NaN or infinite at every step from {step - run + 1} to "
+            f"step {step} ({run} in a row, limit {limit}; {skipped} skipped in all), so training stopped. "
+            "Likely causes: a learning rate too high for this model (lower train.learning_rate, or "
+            "train.clip_norm), or NaN/inf values in the prepared data.")
+    if skipped:
+        tqdm.write(f"{desc}: {skipped} step(s) skipped so far for a non-finite loss or gradient")

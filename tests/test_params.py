@@ -46,6 +46,16 @@ def test_unknown_top_level_section(real_params_dict):
         P.from_dict(raw)
 
 
+def with_value(raw, path, value):
+    """A copy of ``raw`` with the key at ``path`` set to ``value``."""
+    raw = copy.deepcopy(raw)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
 @pytest.mark.parametrize(
     "path,value,pattern",
     [
@@ -58,13 +68,27 @@ def test_unknown_top_level_section(real_params_dict):
     ],
 )
 def test_wrong_types_name_the_key(real_params_dict, path, value, pattern):
-    raw = copy.deepcopy(real_params_dict)
-    node = raw
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
     with pytest.raises(P.ParamsError, match=pattern):
-        P.from_dict(raw)
+        P.from_dict(with_value(real_params_dict, path, value))
+
+
+@pytest.mark.parametrize(
+    "path,value,pattern",
+    [
+        (("nmt", "model", "hidden"), 0, r"'nmt.model.hidden' is 0; it must be > 0"),
+        (("charlm", "model", "dropout"), 1.0, r"'charlm.model.dropout' is 1.0; it must be >= 0 and < 1"),
+        (("forecast", "model", "dropout"), -0.1, r"'forecast.model.dropout' is -0.1; it must be >= 0 and < 1"),
+        (("nmt", "train", "learning_rate"), 0, r"'nmt.train.learning_rate' is 0.0; it must be > 0"),
+        (("nmt", "data", "buckets"), [8, -16], r"'nmt.data.buckets\[1\]' is -16; it must be > 0"),
+        (("charlm", "sample", "top_p"), 1.5, r"'charlm.sample.top_p' is 1.5; it must be > 0 and <= 1"),
+        (("charlm", "data", "valid_fraction"), 1, r"'charlm.data.valid_fraction' is 1.0; it must be > 0 and < 1"),
+        (("forecast", "baselines", "fit_days"), 5, r"'forecast.baselines.fit_days' is 5; it must be >= 10"),
+        (("charlm", "train", "max_nonfinite_steps"), 0, r"'charlm.train.max_nonfinite_steps' is 0; it must be > 0"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, value, pattern):
+    with pytest.raises(P.ParamsError, match=pattern):
+        P.from_dict(with_value(real_params_dict, path, value))
 
 
 def test_ints_are_accepted_where_floats_are_declared(real_params_dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,8 +51,7 @@ def test_clipping_bounds_the_global_norm_and_adam_differs_from_sgd():
 
 def scripted_fit(scores, patience):
     """fit on a 1-parameter model whose 'dev score' after each evaluation is scripted."""
-    state = train.TrainState.create(apply_fn=None, params={"w": jnp.zeros(())},
-                                    tx=train.make_optimizer(1.0, 10.0, optimizer="sgd"))
+    state = train.create_state(Vector(()), jax.random.key(0), train.make_optimizer(1.0, 10.0, optimizer="sgd"))
 
     def step(state, batch, carry, key):  # w counts the steps
         return state.apply_gradients(grads={"w": -jnp.ones(())}), carry, jnp.float32(0.0)
@@ -86,3 +86,65 @@ def test_rmsprop_with_momentum_follows_its_recurrence():
         got.append(float(updates))
         want.append(-0.1 * trace)
     np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def quadratic_loss(params, batch, carry, key, train):
+    """(w - x)^2: a NaN or inf in the batch's x makes the loss and gradient non-finite."""
+    loss = jnp.sum((params["w"] - batch["x"]) ** 2)
+    return loss, (carry, {"sum": loss, "count": jnp.float32(1.0)})
+
+
+class Vector(nn.Module):
+    """A model that is one zero-initialised parameter ``w`` of ``shape``."""
+
+    shape: tuple[int, ...] = (3,)
+
+    @nn.compact
+    def __call__(self):
+        return self.param("w", nn.initializers.zeros_init(), self.shape)
+
+
+def quadratic_state():
+    return train.create_state(Vector(), jax.random.key(0), train.make_optimizer(0.1, 10.0, optimizer="sgd"))
+
+
+def test_a_non_finite_step_is_skipped_and_counted():
+    step = train.make_train_step(quadratic_loss)
+    state = quadratic_state()
+    state, _, loss = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
+    before = np.asarray(state.params["w"]), int(state.step)
+    assert np.isfinite(float(loss)) and before[1] == 1
+    for bad in (jnp.nan, jnp.inf):
+        state, _, loss = step(state, {"x": jnp.array([1.0, bad, 1.0])}, None, jax.random.key(0))
+        assert np.isnan(float(loss))
+        np.testing.assert_array_equal(state.params["w"], before[0])  # no update, not even partly
+        assert int(state.step) == before[1]
+    assert int(state.skipped) == 2 and int(state.bad_run) == 2
+    state, _, loss = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
+    assert np.isfinite(float(loss)) and int(state.step) == 2
+    assert int(state.skipped) == 2 and int(state.bad_run) == 0  # the run resets, the total stays
+
+
+def nan_stream(bad_steps):
+    for step in itertools.count(1):
+        yield {"x": jnp.full(3, jnp.nan if step in bad_steps else 1.0)}
+
+
+def test_fit_survives_scattered_nans_and_averages_only_finite_losses():
+    state, history = train.fit(quadratic_state(), train.make_train_step(quadratic_loss), nan_stream({2, 5, 6}),
+                               steps=10, key=jax.random.key(0), log_every=5, evaluate=lambda p: {},
+                               max_nonfinite=3)
+    assert [r["step"] for r in history] == [5, 10]
+    assert all(np.isfinite(r["loss"]) for r in history)
+    assert int(state.skipped) == 3 and int(state.step) == 7
+    assert np.all(np.isfinite(state.params["w"]))
+
+
+def test_fit_stops_after_too_many_non_finite_steps_in_a_row():
+    with pytest.raises(train.DivergedError) as err:
+        train.fit(quadratic_state(), train.make_train_step(quadratic_loss), nan_stream(set(range(4, 100))),
+                  steps=50, key=jax.random.key(0), log_every=2, evaluate=lambda p: {}, max_nonfinite=3,
+                  desc="train_test@lstm")
+    msg = str(err.value)
+    assert "train_test@lstm" in msg and "from 4 to step 6 (3 in a row, limit 3" in msg
+    assert "learning_rate" in msg

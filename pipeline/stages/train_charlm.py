@@ -36,6 +36,7 @@ def setup(params: Params, cell: str) -> dict:
         "state": state, "train_step": train.make_train_step(loss_fn),
         "batches": batches.stream_windows(train_ids, b, t), "steps": p.train.steps, "key": fit_key,
         "log_every": p.train.log_every, "carry": carry, "desc": f"train_charlm@{cell}",
+        "max_nonfinite": p.train.max_nonfinite_steps,
         "evaluate": lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         "config": {"model": config, "chars": chars},
     }

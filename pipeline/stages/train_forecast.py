@@ -36,6 +36,7 @@ def run(params: Params, cell: str) -> None:
     state, history = train.fit(
         state, train.make_train_step(train.forecast_loss(model)), stream, p.train.steps,
         fit_key, p.train.log_every, lambda prm: {}, desc=f"train_forecast@{cell}",
+        max_nonfinite=p.train.max_nonfinite_steps,
     )
     save_model(
         Path(p.paths.models) / cell, state.params,

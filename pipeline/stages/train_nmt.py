@@ -52,6 +52,7 @@ def run(params: Params, cell: str) -> None:
     state, history = train.fit(
         state, train.make_train_step(loss_fn), stream, t.steps, fit_key, t.log_every, evaluate,
         desc=f"train_nmt@{cell}", select="valid_bleu", patience=t.patience,
+        max_nonfinite=t.max_nonfinite_steps,
     )
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "vocab": vocab})
     artifacts.write_csv(Path(p.paths.plots) / f"nmt-{cell}-train.csv", history)
