@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return getattr(err, "exit_code", 1)  # 143/130 after SIGTERM/SIGINT stopped training
 
 
 def run_stage(argv: list[str]) -> int:

@@ -119,6 +119,7 @@ class Paths:
 
     prepared: str
     models: str
+    checkpoints: str  # training checkpoints: working state, not DVC outputs
     metrics: str
     plots: str
     samples: str
@@ -164,6 +165,7 @@ class NmtTrain:
     label_smoothing: Rate
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
     patience: NonNegInt
 
 
@@ -221,6 +223,7 @@ class CharlmTrain:
     clip_norm: PosFloat
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ class ForecastPaths:
     prepared: str
     baselines: str
     models: str
+    checkpoints: str  # training checkpoints: working state, not DVC outputs
     metrics: str
     plots: str
 
@@ -285,6 +289,7 @@ class ForecastTrain:
     weight_decay: NonNegFloat
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
 
 
 @dataclass(frozen=True)

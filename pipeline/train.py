@@ -12,6 +12,9 @@ evaluation can average exactly across batches of unequal padding. ``train_step``
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 from pipeline import parallel
 from pipeline.errors import PipelineError
 from pipeline.models.rnn import initial_carries
+from pipeline.resume import Checkpoints
 
 
 class TrainState(train_state.TrainState):
@@ -194,9 +198,12 @@ def make_eval_step(loss_fn: LossFn):
 def create_state(model, key: jax.Array, tx, *example_inputs) -> TrainState:
     """Initialise parameters from ``key`` by tracing the model on example inputs."""
     params = model.init({"params": key}, *example_inputs)["params"]
-    # two buffers, not one: the train step donates the state, and a buffer donated twice fails
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                             skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32))
+    # Separate int32 buffers: the train step donates the state (a buffer donated twice
+    # fails), and a checkpoint restores into this state's dtypes (the step as a Python
+    # int would come back as int64).
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                              skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32))
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def fit(
@@ -213,6 +220,7 @@ def fit(
     patience: int = 0,
     devices: list | None = None,
     max_nonfinite: int = 20,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Run ``steps`` train steps; every ``log_every`` steps record a history row.
 
@@ -231,50 +239,131 @@ def fit(
     Steps with a non-finite loss or gradient are skipped (see :func:`make_train_step`);
     if ``max_nonfinite`` of them come in a row, the run stops at the next history row
     with :class:`DivergedError`.
+
+    With ``checkpoints`` (:mod:`pipeline.resume`) the run first continues from the newest
+    valid checkpoint, replaying ``batches`` up to its step, and then saves one every
+    ``checkpoints.every`` steps and at the end. SIGTERM or SIGINT saves one at the
+    current step and stops with :class:`Interrupted`. A resumed run ends exactly where
+    an uninterrupted one would.
     """
-    history = []
+    run = _Run(state, carry, select)
+    if checkpoints is not None and (restored := checkpoints.restore(run.tree())) is not None:
+        run.load(*restored)
+        for _ in range(run.step):  # the data position: replay the stream up to the step
+            next(batches)
+        tqdm.write(f"{desc}: resuming at step {run.step} from {checkpoints.directory}")
     started = time.perf_counter()
-    total, count = jnp.float32(0.0), jnp.int32(0)
-    best, best_params, stale = -float("inf"), None, 0
-    bar = tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0, disable=None)
-    mesh = None
-    for step in bar:
-        batch = next(batches)
-        if step == 1 and (mesh := parallel.mesh_for(batch, devices)) is not None:
-            tqdm.write(f"{desc}: data parallel over {mesh.size} devices")
-            state = parallel.replicate(state, mesh)
-            carry = None if carry is None else parallel.shard(carry, mesh)
-        if mesh is not None:
-            batch = parallel.shard(batch, mesh)
-        state, carry, loss = train_step(state, batch, carry, jax.random.fold_in(key, step))
-        finite = jnp.isfinite(loss)  # stays on device: no sync per step
-        total, count = total + jnp.where(finite, loss, 0.0), count + finite
-        if step % log_every == 0 or step == steps:
-            _check_finite(state, step, max_nonfinite, desc)
-            row = {"step": step, "loss": float(total) / max(int(count), 1), **evaluate(state.params)}
-            history.append(row)
-            shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
-            tqdm.write(f"{desc} step {step}/{steps}: {shown}")
-            total, count = jnp.float32(0.0), jnp.int32(0)
-            if select is not None:
-                if row[select] > best:
-                    # a copy: the next train step donates (and so invalidates) state's buffers
-                    best, best_params, stale = row[select], jax.tree_util.tree_map(jnp.copy, state.params), 0
-                else:
-                    stale += 1
-                if patience and stale >= patience:
-                    tqdm.write(f"{desc}: stopping at step {step}: {select} has not improved "
-                               f"for {patience} evaluations")
-                    break
+    bar = tqdm(total=steps, initial=run.step, desc=desc, unit="step", mininterval=2.0, disable=None)
+    mesh, first = None, True
+    with _stop_signals(checkpoints is not None) as stop:
+        while not run.done and run.step < steps:
+            step = run.step + 1
+            batch = next(batches)
+            if first and (mesh := parallel.mesh_for(batch, devices)) is not None:
+                tqdm.write(f"{desc}: data parallel over {mesh.size} devices")
+                run.state = parallel.replicate(run.state, mesh)
+                run.carry = None if run.carry is None else parallel.shard(run.carry, mesh)
+            first = False
+            if mesh is not None:
+                batch = parallel.shard(batch, mesh)
+            run.state, run.carry, loss = train_step(run.state, batch, run.carry, jax.random.fold_in(key, step))
+            run.step = step
+            finite = jnp.isfinite(loss)  # stays on device: no sync per step
+            run.total, run.count = run.total + jnp.where(finite, loss, 0.0), run.count + finite
+            bar.update(1)
+            if step % log_every == 0 or step == steps:
+                _check_finite(run.state, step, max_nonfinite, desc)
+                run.log_row(evaluate, desc, patience, steps)
+            run.done = run.done or step == steps
+            if checkpoints is not None and (run.done or step % checkpoints.every == 0 or stop):
+                checkpoints.save(step, run.tree(), run.meta())
+            if stop:
+                raise Interrupted(f"{desc}: stopped by {stop[0]} at step {step}/{steps}; the checkpoint "
+                                  f"in {checkpoints.directory} holds it: run the stage again to resume", stop[0])
     bar.close()
     seconds = time.perf_counter() - started
-    done = history[-1]["step"] if history else steps
-    tqdm.write(f"{desc}: {done} steps in {seconds:.0f}s ({done / seconds:.1f} steps/s)")
-    if best_params is not None:
-        chosen = max(history, key=lambda r: r[select])
-        tqdm.write(f"{desc}: keeping step {chosen['step']} ({select} {best:.4f})")
-        state = state.replace(params=best_params)
-    return state, history
+    done = run.history[-1]["step"] if run.history else steps
+    tqdm.write(f"{desc}: {done} steps in {seconds:.0f}s ({done / max(seconds, 1e-9):.1f} steps/s)")
+    state = run.state
+    if run.best_params is not None:
+        chosen = max(run.history, key=lambda r: r[select])
+        tqdm.write(f"{desc}: keeping step {chosen['step']} ({select} {run.best:.4f})")
+        state = state.replace(params=run.best_params)
+    return state, run.history
+
+
+class Interrupted(PipelineError, RuntimeError):
+    """SIGTERM or SIGINT stopped training after a checkpoint was saved. The command exits
+    with the shell's code for that signal (143 or 130)."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.exit_code = 128 + signal.Signals[signal_name].value
+
+
+class _Run:
+    """Everything :func:`fit` carries from step to step, and so everything a checkpoint holds."""
+
+    def __init__(self, state: TrainState, carry: Any, select: str | None):
+        self.state, self.carry, self.select = state, carry, select
+        self.step, self.done, self.stale = 0, False, 0
+        self.total, self.count = jnp.float32(0.0), jnp.int32(0)
+        self.history: list[dict[str, float]] = []
+        self.best, self.best_params = -float("inf"), None
+
+    def log_row(self, evaluate, desc: str, patience: int, steps: int) -> None:
+        row = {"step": self.step, "loss": float(self.total) / max(int(self.count), 1), **evaluate(self.state.params)}
+        self.history.append(row)
+        shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+        tqdm.write(f"{desc} step {self.step}/{steps}: {shown}")
+        self.total, self.count = jnp.float32(0.0), jnp.int32(0)
+        if self.select is None:
+            return
+        if row[self.select] > self.best:
+            # a copy: the next train step donates (and so invalidates) the state's buffers
+            self.best, self.best_params, self.stale = row[self.select], jax.tree_util.tree_map(jnp.copy, self.state.params), 0
+        else:
+            self.stale += 1
+        if patience and self.stale >= patience:
+            tqdm.write(f"{desc}: stopping at step {self.step}: {self.select} has not improved "
+                       f"for {patience} evaluations")
+            self.done = True
+
+    def tree(self) -> dict[str, Any]:
+        tree = {"state": self.state, "total": self.total, "count": self.count}
+        if self.carry is not None:
+            tree["carry"] = self.carry
+        if self.select is not None:  # a placeholder until the first row has been kept
+            tree["best_params"] = self.best_params if self.best_params is not None else self.state.params
+        return tree
+
+    def meta(self) -> dict[str, Any]:
+        return {"step": self.step, "done": self.done, "stale": self.stale, "history": self.history,
+                "best": None if self.best_params is None else self.best}
+
+    def load(self, step: int, tree: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.step, self.done, self.stale, self.history = step, meta["done"], meta["stale"], meta["history"]
+        self.state, self.total, self.count = tree["state"], tree["total"], tree["count"]
+        self.carry = tree.get("carry", self.carry)
+        if meta["best"] is not None:
+            self.best, self.best_params = meta["best"], tree["best_params"]
+
+
+@contextlib.contextmanager
+def _stop_signals(enabled: bool):
+    """While training, SIGTERM/SIGINT only set a flag (the yielded list gets the signal's
+    name), so the loop can finish its step and save a checkpoint before stopping."""
+    stop: list[str] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    handler = lambda signum, frame: stop.append(signal.Signals(signum).name)  # noqa: E731
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _check_finite(state: TrainState, step: int, limit: int, desc: str) -> None:

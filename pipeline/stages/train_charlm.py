@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, batches, inference, train
+from pipeline import artifacts, batches, inference, resume, train
 from pipeline.checkpoint import save_model
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
@@ -37,6 +37,8 @@ def setup(params: Params, cell: str) -> dict:
         "batches": batches.stream_windows(train_ids, b, t), "steps": p.train.steps, "key": fit_key,
         "log_every": p.train.log_every, "carry": carry, "desc": f"train_charlm@{cell}",
         "max_nonfinite": p.train.max_nonfinite_steps,
+        "checkpoints": resume.for_run(p.paths.checkpoints, f"train_charlm@{cell}", {"cell": cell, "charlm": p},
+                                      prepared, p.train.checkpoint_every),
         "evaluate": lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         "config": {"model": config, "chars": chars},
     }

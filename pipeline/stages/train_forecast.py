@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, batches, train, windows
+from pipeline import artifacts, batches, resume, train, windows
 from pipeline.checkpoint import save_model
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Params, model_kwargs
@@ -37,6 +37,8 @@ def run(params: Params, cell: str) -> None:
         state, train.make_train_step(train.forecast_loss(model)), stream, p.train.steps,
         fit_key, p.train.log_every, lambda prm: {}, desc=f"train_forecast@{cell}",
         max_nonfinite=p.train.max_nonfinite_steps,
+        checkpoints=resume.for_run(p.paths.checkpoints, f"train_forecast@{cell}", {"cell": cell, "forecast": p},
+                                   p.paths.prepared, p.train.checkpoint_every),
     )
     save_model(
         Path(p.paths.models) / cell, state.params,

@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, batches, inference, metrics, text, train
+from pipeline import artifacts, batches, inference, metrics, resume, text, train
 from pipeline.checkpoint import save_model
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.params import Params, ParamsError, model_kwargs
@@ -53,6 +53,8 @@ def run(params: Params, cell: str) -> None:
         state, train.make_train_step(loss_fn), stream, t.steps, fit_key, t.log_every, evaluate,
         desc=f"train_nmt@{cell}", select="valid_bleu", patience=t.patience,
         max_nonfinite=t.max_nonfinite_steps,
+        checkpoints=resume.for_run(p.paths.checkpoints, f"train_nmt@{cell}", {"cell": cell, "nmt": p},
+                                   prepared, t.checkpoint_every),
     )
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "vocab": vocab})
     artifacts.write_csv(Path(p.paths.plots) / f"nmt-{cell}-train.csv", history)

@@ -1,0 +1,101 @@
+"""Training checkpoints through orbax: working state that lets a killed run continue.
+
+A checkpoint holds everything :func:`pipeline.train.fit` needs to continue exactly as
+if it had never stopped: parameters, optimizer state, step and the non-finite counters
+(the train state), the carried RNN state of a char LM, the running loss since the last
+history row, the history rows, the best parameters kept for ``select``, and the step
+itself, from which the dropout key (``fold_in(seed key, step)``) and the data position
+(the batch stream is replayed up to it) follow.
+
+Checkpoints live under ``<workload>.paths.checkpoints/<stage>@<cell>/<fingerprint>/``,
+where the fingerprint hashes the workload's params and the prepared data the run trains
+on: a changed parameter or dataset starts afresh instead of resuming someone else's
+run. They are not DVC outputs (the finished model is); ``rm -r checkpoints/`` forgets
+them. Each one carries the sha256 of its own state; one that fails to restore or whose
+bytes no longer match (a truncated or corrupted file) is skipped with a warning, and the
+previous one is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import serialization
+from tqdm.auto import tqdm
+
+
+def fingerprint(config: Any, data_files: list[Path]) -> str:
+    """A short digest of a run's configuration (JSON-able) and its training data files."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for path in sorted(data_files):
+        h.update(path.as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int) -> "Checkpoints":
+    """The checkpoints of one training run: ``root/run/<fingerprint>``, where the
+    fingerprint covers ``config`` and every file under ``data_dir``."""
+    files = [f for f in Path(data_dir).rglob("*") if f.is_file()]
+    return Checkpoints(Path(root) / run / fingerprint(config, files), every)
+
+
+def _digest(tree: Any) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes (a 0-d array and a numpy
+    scalar of the same value hash alike, as orbax may hand back either)."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape}:".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class Checkpoints:
+    """Save and restore one run's checkpoints in ``directory`` (the two newest are kept)."""
+
+    def __init__(self, directory: str | Path, every: int, keep: int = 2):
+        self.directory = Path(directory).absolute()
+        self.every = every
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+
+    def save(self, step: int, tree: Any, meta: dict[str, Any]) -> None:
+        """Write ``tree`` (arrays) and ``meta`` (JSON) as checkpoint ``step``, atomically."""
+        tree = serialization.to_state_dict(jax.device_get(tree))
+        meta = {**meta, "sha256": _digest(tree)}
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                        meta=ocp.args.JsonSave(meta)), force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, template: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """``(step, tree, meta)`` of the newest valid checkpoint, ``tree`` shaped like
+        ``template``; None when there is none."""
+        target = serialization.to_state_dict(jax.device_get(template))
+        abstract = jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), np.asarray(a).dtype), target)
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            where = self.directory / str(step)
+            try:
+                got = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                state, meta = jax.device_get(got.state), dict(got.meta)
+                if meta.pop("sha256", None) != _digest(state):
+                    raise ValueError("its contents do not match the sha256 recorded with it")
+            except Exception as err:  # orbax/tensorstore raise many types on damaged files
+                tqdm.write(f"warning: {where}: skipping an unreadable checkpoint ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200]}); trying the one before it")
+                shutil.rmtree(where, ignore_errors=True)
+                self.manager.reload()
+                continue
+            return step, serialization.from_state_dict(template, state), meta
+        return None

@@ -1,0 +1,173 @@
+"""Training survives interruption: orbax checkpoints, resume == uninterrupted, damaged checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pipeline import batches, inference, resume, train
+from pipeline.models.charlm import CharLM
+from pipeline.models.rnn import initial_carries
+
+from .conftest import merge, tiny_overrides
+from .test_e2e import dvc, make_repo
+
+B, T, V, STEPS = 4, 8, 11, 20
+IDS = np.random.default_rng(0).integers(0, V, 3000).astype(np.int32)
+
+
+def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int | None = None):
+    """A 2-layer LSTM char LM with dropout, carried state and best-row selection: every
+    part of fit that a checkpoint must hold."""
+    model = CharLM(vocab=V, cell="lstm", embed=8, hidden=16, layers=2, dropout=0.2)
+    carry = initial_carries("lstm", 2, 16, B)
+    state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
+                               np.zeros((B, T), np.int32), carry)
+    eval_step = train.make_eval_step(train.charlm_loss(model))
+
+    def stream():
+        for i, batch in enumerate(batches.stream_windows(IDS, B, T), 1):
+            if i == fail_at:
+                raise RuntimeError("the process died")
+            if i == sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    checkpoints = None if ckpt_dir is None else resume.Checkpoints(ckpt_dir, every=4)
+    return train.fit(state, train.make_train_step(train.charlm_loss(model)), stream(), STEPS, jax.random.key(1),
+                     log_every=5, carry=carry, select="score", checkpoints=checkpoints,
+                     evaluate=lambda p: {"score": -inference.stream_loss(eval_step, p, IDS[:400], model, B, T)})
+
+
+def assert_same_run(a, b):
+    (state_a, history_a), (state_b, history_b) = a, b
+    assert history_a == history_b
+    for x, y in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params)):
+        np.testing.assert_array_equal(x, y)  # bit for bit
+    for x, y in zip(jax.tree_util.tree_leaves(state_a.opt_state), jax.tree_util.tree_leaves(state_b.opt_state)):
+        np.testing.assert_array_equal(x, y)
+    assert int(state_a.step) == int(state_b.step) == STEPS
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    return run_fit(None)
+
+
+def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, capsys):
+    with pytest.raises(RuntimeError, match="died"):
+        run_fit(tmp_path, fail_at=11)  # after the checkpoints of steps 4 and 8
+    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [4, 8]
+    capsys.readouterr()
+    assert_same_run(run_fit(tmp_path), uninterrupted)
+    out = capsys.readouterr().out
+    assert "resuming at step 8" in out and "skipping" not in out
+    assert "step 5/20" not in out and "step 10/20" in out  # rows before step 8 came from the checkpoint
+    assert run_fit(tmp_path)[1] == uninterrupted[1]  # a finished run resumes as finished
+    assert "resuming at step 20" in capsys.readouterr().out
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, uninterrupted, capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(train.Interrupted, match=r"stopped by SIGTERM at step 7/20") as err:
+        run_fit(tmp_path, sigterm_at=7)
+    assert err.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+    assert 7 in [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]
+    assert_same_run(run_fit(tmp_path), uninterrupted)
+    assert "resuming at step 7" in capsys.readouterr().out
+
+
+def test_a_damaged_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys):
+    ckpt = resume.Checkpoints(tmp_path, every=1)
+    tree = {"w": jnp.arange(6.0), "n": jnp.int32(0)}
+    for step in (1, 2, 3):
+        ckpt.save(step, {"w": tree["w"] * step, "n": jnp.int32(step)}, {"step": step})
+    for data in (tmp_path / "3" / "state").rglob("d/*"):  # the array data files, truncated
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    step, got, meta = resume.Checkpoints(tmp_path, every=1).restore(tree)
+    assert step == 2 and meta == {"step": 2} and int(got["n"]) == 2
+    np.testing.assert_array_equal(got["w"], np.arange(6.0) * 2)
+    assert "skipping an unreadable checkpoint" in capsys.readouterr().out
+    assert not (tmp_path / "3").exists()
+
+
+def test_a_checkpoint_whose_bytes_changed_is_detected(tmp_path, capsys):
+    """Damage that still decodes (a flipped value) fails the recorded sha256."""
+    ckpt = resume.Checkpoints(tmp_path, every=1)
+    ckpt.save(1, {"w": jnp.ones(4)}, {"step": 1})
+    ckpt.save(2, {"w": jnp.full(4, 2.0)}, {"step": 2})
+    meta = next((tmp_path / "2" / "meta").glob("metadata"))
+    meta.write_text(meta.read_text().replace('"sha256": "', '"sha256": "0'))
+    step, got, _ = resume.Checkpoints(tmp_path, every=1).restore({"w": jnp.zeros(4)})
+    assert step == 1 and "do not match the sha256" in capsys.readouterr().out
+
+
+def test_the_fingerprint_separates_configs_and_data(tmp_path):
+    data = tmp_path / "train.npz"
+    data.write_bytes(b"abc")
+    a = resume.fingerprint({"lr": 1.0}, [data])
+    assert a == resume.fingerprint({"lr": 1.0}, [data])
+    assert a != resume.fingerprint({"lr": 2.0}, [data])
+    data.write_bytes(b"abd")
+    assert a != resume.fingerprint({"lr": 1.0}, [data])
+
+
+@pytest.mark.e2e
+def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_params_dict):
+    """The real stage in a real process: SIGTERM (clean stop), then SIGKILL (no chance to
+    save), then a re-run that finishes; the model and training curve equal a run from
+    scratch byte for byte."""
+    params = merge(real_params_dict, tiny_overrides(root=tmp_path))
+    params["charlm"]["model"]["cells"] = ["lstm"]
+    params["charlm"]["train"].update(steps=1500, log_every=100, checkpoint_every=25)
+    repo = make_repo(tmp_path / "repo", params)
+    dvc(repo, "repro", "prepare_charlm")
+    cmd = [sys.executable, "-m", "pipeline", "train_charlm", "lstm"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    runs = repo / "checkpoints" / "charlm" / "train_charlm@lstm"
+
+    def steps_saved() -> list[int]:
+        return sorted(int(p.name) for p in runs.glob("*/*") if p.name.isdigit())
+
+    def start_and(sig: int, after_step: int) -> subprocess.CompletedProcess:
+        proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not [s for s in steps_saved() if s >= after_step]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    stopped = start_and(signal.SIGTERM, 25)
+    assert stopped.returncode == 143, stopped.stderr
+    assert "stopped by SIGTERM at step" in stopped.stderr and "run the stage again to resume" in stopped.stderr
+    assert not (repo / "models/charlm/lstm").exists()
+    last = steps_saved()[-1]
+    killed = start_and(signal.SIGKILL, last + 50)
+    assert killed.returncode == -signal.SIGKILL
+    assert f"resuming at step {last}" in killed.stdout and "skipping" not in killed.stdout
+    assert max(steps_saved()) < 1500  # really killed mid-run
+    resumed = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at step" in resumed.stdout
+    outputs = ["models/charlm/lstm/params.msgpack", "plots/charlm-lstm-train.csv"]
+    got = {name: (repo / name).read_bytes() for name in outputs}
+    import shutil
+
+    shutil.rmtree(repo / "checkpoints")
+    fresh = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    for name in outputs:
+        assert (repo / name).read_bytes() == got[name], name
