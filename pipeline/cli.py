@@ -40,6 +40,7 @@ COMMANDS = {
     "translate": ("MODEL", "translate lines with a trained model directory"),
     "generate": ("MODEL", "sample text from a trained character LM"),
     "forecast": ("MODEL", "the next horizon of prices from the latest stored data"),
+    "report": ("[OLD] [NEW]", "metrics, params and training curves of two revisions (Markdown, HTML)"),
 }
 
 

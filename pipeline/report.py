@@ -1,0 +1,212 @@
+"""``rnnpipe report [OLD] [NEW]``: a review of two revisions, ready to paste into a pull request.
+
+Compares two git revisions of this repository (NEW defaults to the workspace, OLD to
+HEAD), the way DVC's CML examples report on a pull request, but with no service and no
+network:
+
+- every metric of ``dvc metrics diff --all`` with its change, marked better or worse
+  (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to the
+  baselines down);
+- every parameter that changed (``dvc params diff``);
+- the training curves (``plots/*-train.csv``) of both revisions overlaid, one PNG per
+  run: OLD dashed, NEW solid.
+
+It writes ``report.md`` (the PNGs beside it) and ``report.html`` (the same, with the
+images embedded: one self-contained file) into ``--out``, and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import atomic_dir
+from pipeline.errors import PipelineError
+
+HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
+NEUTRAL = ("pairs", "windows", "count", "signature", "decode")
+
+
+class ReportError(PipelineError, RuntimeError):
+    """A revision or a DVC command the report needs failed; the message says which."""
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rnnpipe report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old", nargs="?", default="HEAD", help="the baseline revision (default: %(default)s)")
+    ap.add_argument("new", nargs="?", default=None, help="the revision under review (default: the workspace)")
+    ap.add_argument("--out", default="reports", help="folder for report.md, report.html and the curves "
+                    "(default: %(default)s)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    markdown = write_report(Path.cwd(), args.old, args.new, Path(args.out))
+    print(markdown)
+    return 0
+
+
+def write_report(repo: Path, old: str, new: str | None, out: Path) -> str:
+    """Build the report of ``old`` against ``new`` (None: the workspace) into ``out``."""
+    revs = [old] + ([new] if new else [])
+    metrics = _dvc_json(repo, "metrics", "diff", "--all", *revs)
+    params = _dvc_json(repo, "params", "diff", *revs)
+    new_name = new or "workspace"
+    curves = {name: (_read(repo, old, path), _read(repo, new, path)) for name, path in _train_curves(repo, old, new)}
+    with atomic_dir(out) as tmp:
+        images = {name: _plot(name, old_rows, new_rows, old, new_name, tmp / f"{name}.png")
+                  for name, (old_rows, new_rows) in curves.items()}
+        markdown = _markdown(old, new_name, metrics, params, images)
+        (tmp / "report.md").write_text(markdown, encoding="utf-8")
+        (tmp / "report.html").write_text(_html(markdown, tmp), encoding="utf-8")
+    return markdown
+
+
+def _dvc_json(repo: Path, *args: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "dvc", *args, "--json"]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ReportError(f"`dvc {' '.join(args)}` failed: {last}")
+    return json.loads(done.stdout or "{}")
+
+
+def _read(repo: Path, rev: str | None, path: str) -> list[dict[str, str]] | None:
+    """A CSV at ``rev`` (None: the workspace) as rows, or None where it does not exist."""
+    if rev is None:
+        file = repo / path
+        text = file.read_text(encoding="utf-8") if file.is_file() else None
+    else:
+        done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
+        text = done.stdout if done.returncode == 0 else None
+    return None if text is None else list(csv.DictReader(io.StringIO(text)))
+
+
+def _train_curves(repo: Path, old: str, new: str | None) -> list[tuple[str, str]]:
+    names = set()
+    for rev in (old, new):
+        if rev is None:
+            names |= {f"plots/{p.name}" for p in (repo / "plots").glob("*-train.csv")}
+        else:
+            done = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:plots"], cwd=repo,
+                                  capture_output=True, text=True)
+            if done.returncode != 0 and "plots" not in done.stderr:
+                raise ReportError(f"unknown revision {rev!r}: {done.stderr.strip()}")
+            names |= {f"plots/{n}" for n in done.stdout.split() if n.endswith("-train.csv")}
+    return [(Path(p).name.removesuffix(".csv"), p) for p in sorted(names)]
+
+
+def _plot(name, old_rows, new_rows, old, new, target: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in (old_rows or new_rows or [{}])[0] if c != "step"]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for rows, label, style in ((old_rows, old, "--"), (new_rows, new, "-")):
+            if rows and column in rows[0]:
+                ax.plot([float(r["step"]) for r in rows], [float(r[column]) for r in rows], style, label=label)
+        ax.set_title(column)
+        ax.set_xlabel("step")
+        ax.legend(fontsize="small")
+    fig.suptitle(name)
+    fig.tight_layout()
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+    return target.name
+
+
+def _direction(metric: str, diff: float | None) -> str:
+    if diff is None or diff == 0 or any(n in metric for n in NEUTRAL):
+        return ""
+    better = (diff > 0) == any(metric.startswith(h) or f"_{h}" in metric or metric == h for h in HIGHER_IS_BETTER)
+    return "better" if better else "worse"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _markdown(old: str, new: str, metrics: dict, params: dict, images: dict[str, str]) -> str:
+    changed, same = [], []
+    for path, values in sorted(metrics.items()):
+        for metric, v in sorted(values.items()):
+            if isinstance(v.get("old", v.get("new")), (list, dict)):
+                continue
+            diff = v.get("diff")
+            if isinstance(diff, (int, float)) and diff != 0 or v.get("old") != v.get("new"):
+                change = f"{diff:+,.4f}".rstrip("0").rstrip(".") if isinstance(diff, (int, float)) else "-"
+                verdict = _direction(metric, diff if isinstance(diff, (int, float)) else None)
+                changed.append(f"| {path} | {metric} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} | {change} | {verdict} |")
+            else:
+                same.append(f"| {path} | {metric} | {_fmt(v.get('new'))} |")
+    lines = [f"## rnnpipe: `{new}` against `{old}`", "", "### Metrics that changed", ""]
+    if changed:
+        lines += ["| file | metric | old | new | change | |", "|---|---|---:|---:|---:|---|", *changed]
+    else:
+        lines.append("None.")
+    if same:
+        lines += ["", f"<details><summary>{len(same)} metric{'' if len(same) == 1 else 's'} unchanged</summary>", "",
+                  "| file | metric | value |", "|---|---|---:|", *same, "", "</details>"]
+    lines += ["", "### Parameters that changed", ""]
+    params_changed = [(f, k, v) for f, keys in sorted(params.items()) for k, v in sorted(keys.items())]
+    if params_changed:
+        lines += ["| file | key | old | new |", "|---|---|---|---|"]
+        lines += [f"| {f} | {k} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} |" for f, k, v in params_changed]
+    else:
+        lines.append("None.")
+    lines += ["", "### Training curves", "", f"`{old}` dashed, `{new}` solid.", ""]
+    lines += [f"![{name}]({image})" for name, image in images.items()] or ["No training curves."]
+    return "\n".join(lines) + "\n"
+
+
+def _html(markdown: str, folder: Path) -> str:
+    """The Markdown as a self-contained page: tables as tables, images inlined."""
+    body, table = [], []
+
+    def flush():
+        if table:
+            cells = [[c.strip() for c in row.strip("|").split("|")] for row in table if not set(row) <= set("|-: ")]
+            head, *rest = cells
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rest)
+                        + "</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("!["):
+            name, src = line[2:].split("](")
+            data = base64.b64encode((folder / src.rstrip(")")).read_bytes()).decode()
+            body.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
+        elif line.startswith(("<details>", "</details>")):
+            body.append(line)  # already HTML
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    style = "body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}" \
+            "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}"
+    return f"<!doctype html><meta charset=utf-8><title>rnnpipe report</title><style>{style}</style>\n" + \
+        "\n".join(body) + "\n"

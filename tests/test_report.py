@@ -1,0 +1,74 @@
+"""`rnnpipe report`: two real commits of a real DVC repository, offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.report import ReportError, write_report
+
+from .test_e2e import sh
+
+
+def commit(repo: Path, bleu: float, loss: float, lr: float, curve: list[tuple[int, float]], message: str) -> None:
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "plots").mkdir(exist_ok=True)
+    (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": bleu, "valid_loss": loss, "pairs": 5}))
+    (repo / "params.yaml").write_text(f"nmt:\n  train:\n    learning_rate: {lr}\n    steps: 100\n")
+    (repo / "plots/nmt-lstm-train.csv").write_text(
+        "step,loss,valid_bleu\n" + "".join(f"{s},{v},{bleu * s / 100}\n" for s, v in curve))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q")
+    sh(repo, sys.executable, "-m", "dvc", "init", "-q")
+    (repo / "dvc.yaml").write_text("metrics:\n- metrics/nmt-lstm.json\nparams:\n- params.yaml\n")
+    commit(repo, 20.0, 2.0, 0.001, [(50, 3.0), (100, 2.5)], "baseline")
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8), (100, 2.2)], "higher learning rate")
+    return repo
+
+
+def test_report_of_two_commits(repo, tmp_path):
+    out = tmp_path / "review"
+    md = write_report(repo, "HEAD~1", "HEAD", out)
+    assert "## rnnpipe: `HEAD` against `HEAD~1`" in md
+    assert "| metrics/nmt-lstm.json | bleu | 20 | 22.5 | +2.5 | better |" in md
+    assert "| metrics/nmt-lstm.json | valid_loss | 2 | 2.25 | +0.25 | worse |" in md
+    assert "1 metric unchanged" in md and "| metrics/nmt-lstm.json | pairs | 5 |" in md
+    assert "| params.yaml | nmt.train.learning_rate | 0.001 | 0.002 |" in md
+    assert "steps" not in md.split("### Parameters that changed")[1].split("###")[0]  # unchanged params stay out
+    assert "![nmt-lstm-train](nmt-lstm-train.png)" in md
+    assert (out / "report.md").read_text() == md
+    assert (out / "nmt-lstm-train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert "<td>22.5</td>" in page and "data:image/png;base64," in page
+    assert "http" not in page.replace("http-equiv", "")  # nothing loads from a network
+
+
+def test_report_against_the_workspace(repo, tmp_path):
+    (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": 30.0, "valid_loss": 2.25, "pairs": 5}))
+    md = write_report(repo, "HEAD", None, tmp_path / "ws")
+    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 30 | +7.5 | better |" in md
+    assert "`workspace` against `HEAD`" in md and "Parameters that changed\n\nNone." in md
+
+
+def test_report_names_a_bad_revision(repo, tmp_path):
+    with pytest.raises(ReportError, match="nosuchrev"):
+        write_report(repo, "nosuchrev", "HEAD", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_command_line(repo):
+    done = subprocess.run([sys.executable, "-m", "pipeline", "report", "HEAD~1", "HEAD", "--out", "r"], cwd=repo,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "| bleu | 20 | 22.5 |" in done.stdout and (repo / "r/report.html").is_file()
