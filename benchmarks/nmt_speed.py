@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rnn_speed import matmul_peak  # noqa: E402
+from rnn_speed import interleaved, machine_header, matmul_peak, warm_up, write_results  # noqa: E402
 
 CFG = {"batch": 64, "src_len": 25, "trg_len": 25, "vocab": 8000, "embed": 256, "hidden": 256, "layers": 2}
 
@@ -161,27 +157,15 @@ class TorchNMT:
 
 
 def bench_training(feed: bool, rounds: int, steps: int) -> dict:
-    runners = {}
-    warmup = {}
-    for cls in (JaxNMT, TorchNMT):
-        t = time.perf_counter()
-        runner = cls(feed)
-        runner.steps(2)
-        warmup[cls.name] = round(time.perf_counter() - t, 2)
-        runners[cls.name] = runner
+    runners, warmup = warm_up({"jax": lambda: JaxNMT(feed), "torch": lambda: TorchNMT(feed)})
     tokens = CFG["batch"] * CFG["trg_len"] * steps
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, runner in runners.items():
-            t = time.perf_counter()
-            runner.steps(steps)
-            rates[name].append(tokens / (time.perf_counter() - t))
+    rates = interleaved({name: lambda r=r: r.steps(steps) for name, r in runners.items()}, rounds, tokens)
     flops = flops_per_target_token(feed)
     row = {"row": "nmt-luong" + ("-feed" if feed else ""), **CFG, "input_feeding": feed, "rounds": rounds,
            "steps_per_round": steps, "warmup_seconds": warmup}
     for name, r in rates.items():
-        row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
-                     "gflop_s": round(statistics.median(r) * flops / 1e9, 1)}
+        row[name] = {"median_tok_s": round(r["median"]), "min": round(r["min"]), "max": round(r["max"]),
+                     "gflop_s": round(r["median"] * flops / 1e9, 1)}
     row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
     return row
 
@@ -200,7 +184,6 @@ def bench_beam(rounds: int, sentences: int = 32, beam: int = 5) -> dict:
     import jax
 
     from pipeline import inference
-    from pipeline.models.seq2seq import Seq2Seq
 
     model = our_model(feed=False)
     arrays = batch_arrays(1)
@@ -224,16 +207,11 @@ def bench_beam(rounds: int, sentences: int = 32, beam: int = 5) -> dict:
     if not np.array_equal(a, b):
         raise AssertionError("the Python-loop beam search returned different ids")
     steps = int(np.max(np.sum(a != 0, axis=1)))
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            t = time.perf_counter()
-            run()
-            rates[name].append(sentences / (time.perf_counter() - t))
+    rates = interleaved(runs, rounds, sentences)
     row = {"row": f"beam{beam}", "sentences": sentences, "src_len": CFG["src_len"], "beam": beam,
            "longest_output": steps, "vocab": CFG["vocab"], "rounds": rounds}
     for name, r in rates.items():
-        row[name] = {"median_sent_s": round(statistics.median(r), 1), "min": round(min(r), 1), "max": round(max(r), 1)}
+        row[name] = {"median_sent_s": round(r["median"], 1), "min": round(r["min"], 1), "max": round(r["max"], 1)}
     row["ratio"] = round(row["lax_while_loop"]["median_sent_s"] / row["python_loop"]["median_sent_s"], 2)
     return row
 
@@ -245,9 +223,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/nmt-speed"))
     args = ap.parse_args()
 
-    import jax
-    import torch
-
     peak = matmul_peak()
     rows = []
     for feed in (False, True):
@@ -258,14 +233,9 @@ def main() -> None:
         rows.append(row)
     beam = bench_beam(args.rounds)
     print(json.dumps(beam), flush=True)
-    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
-                          "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
-              "matmul_peak_gflop_s": round(peak, 1), "training": rows, "beam_search": beam}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
-             f"torch {torch.__version__}).", "",
+    facts, header = machine_header(peak)
+    record = {"machine": facts, "matmul_peak_gflop_s": round(peak, 1), "training": rows, "beam_search": beam}
+    lines = [header, "",
              "| row | rnnpipe JAX tgt tok/s (min-max) | PyTorch tgt tok/s (min-max) | JAX / PyTorch "
              "| JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -278,8 +248,7 @@ def main() -> None:
               f"outputs up to {beam['longest_output']} tokens: one jitted `lax.while_loop` "
               f"{j['median_sent_s']} sentences/s ({j['min']}-{j['max']}), a Python step loop "
               f"{p['median_sent_s']} ({p['min']}-{p['max']}): {beam['ratio']}x."]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, record, lines)
 
 
 if __name__ == "__main__":

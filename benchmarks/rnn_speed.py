@@ -64,6 +64,51 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def warm_up(makers: dict) -> tuple[dict, dict[str, float]]:
+    """Build each runner and run 2 steps (compilation, allocation); time that apart."""
+    runners, seconds = {}, {}
+    for name, make in makers.items():
+        t = time.perf_counter()
+        runners[name] = make()
+        runners[name].steps(2)
+        seconds[name] = round(time.perf_counter() - t, 2)
+    return runners, seconds
+
+
+def interleaved(runs: dict, rounds: int, units: float) -> dict[str, dict[str, float]]:
+    """Call each of ``runs`` in turn, A B C A B C, ``rounds`` times; per name the median,
+    min and max of ``units`` per second."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            rates[name].append(units / (time.perf_counter() - t))
+    return {name: {"median": statistics.median(r), "min": min(r), "max": max(r)} for name, r in rates.items()}
+
+
+def machine_header(peak: float) -> tuple[dict, str]:
+    """The machine's facts as a JSON record and as the results' first Markdown line."""
+    import jax
+    import torch
+
+    facts = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+             "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "jax_devices": str(jax.devices())}
+    line = (f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
+            f"torch {torch.__version__}).")
+    return facts, line
+
+
+def write_results(out: str | Path, record: dict, lines: list[str]) -> None:
+    """``out``.json (every field) and ``out``.md (the table), and the table on stdout."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 class JaxRunner:
     """rnnpipe's own model and train step (pipeline.models.charlm + pipeline.train)."""
 
@@ -194,25 +239,16 @@ class TorchRunner:
 def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32") -> dict:
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
-    runners, warmup = {}, {}
-    for cls in (JaxRunner, FlaxRunner, TorchRunner):
-        t = time.perf_counter()
-        runner = cls(cell, cfg, embed, precision) if cls is JaxRunner else cls(cell, cfg, embed)
-        runner.steps(2)  # compile / allocate
-        warmup[cls.name] = round(time.perf_counter() - t, 2)
-        runners[cls.name] = runner
-    rates: dict[str, list[float]] = {"jax": [], "flax": [], "torch": []}
-    for _ in range(rounds):
-        for name in rates:  # A B C A B C ...
-            t = time.perf_counter()
-            runners[name].steps(steps)
-            rates[name].append(tokens / (time.perf_counter() - t))
+    runners, warmup = warm_up({"jax": lambda: JaxRunner(cell, cfg, embed, precision),
+                               "flax": lambda: FlaxRunner(cell, cfg, embed),
+                               "torch": lambda: TorchRunner(cell, cfg, embed)})
+    rates = interleaved({name: lambda r=r: r.steps(steps) for name, r in runners.items()}, rounds, tokens)
     flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
-    row = {"row": f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}"), **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps,
-           "warmup_seconds": warmup}
+    name = f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}")
+    row = {"row": name, **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps, "warmup_seconds": warmup}
     for name, r in rates.items():
-        row[name] = {"median_tok_s": round(statistics.median(r)), "min": round(min(r)), "max": round(max(r)),
-                     "gflop_s": round(statistics.median(r) * flops / 1e9, 1)}
+        row[name] = {"median_tok_s": round(r["median"]), "min": round(r["min"]), "max": round(r["max"]),
+                     "gflop_s": round(r["median"] * flops / 1e9, 1)}
     row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
     row["ratio_jax_over_flax"] = round(row["jax"]["median_tok_s"] / row["flax"]["median_tok_s"], 3)
     return row
@@ -229,29 +265,19 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
     args = ap.parse_args()
 
-    import jax
-    import torch
-
     peak = matmul_peak()
     rows = []
     for spec in args.rows:
         cell, size = spec.split("-")
         steps = args.steps or (20 if size == "S" else 6)
         row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision)
-        row["jax"]["pct_of_peak"] = round(100 * row["jax"]["gflop_s"] / peak, 1)
-        row["torch"]["pct_of_peak"] = round(100 * row["torch"]["gflop_s"] / peak, 1)
-        row["flax"]["pct_of_peak"] = round(100 * row["flax"]["gflop_s"] / peak, 1)
+        for name in ("jax", "flax", "torch"):
+            row[name]["pct_of_peak"] = round(100 * row[name]["gflop_s"] / peak, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    record = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "cpus": os.cpu_count(), "jax": jax.__version__, "torch": torch.__version__,
-                          "torch_threads": torch.get_num_threads(), "jax_devices": str(jax.devices())},
-              "matmul_peak_gflop_s": round(peak, 1), "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
-             f"torch {torch.__version__}).", "",
+    facts, header = machine_header(peak)
+    record = {"machine": facts, "matmul_peak_gflop_s": round(peak, 1), "rows": rows}
+    lines = [header, "",
              "| row | B, T, H, layers | rnnpipe JAX tok/s (min-max) | plain Flax tok/s | PyTorch tok/s (min-max) "
              "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -261,8 +287,7 @@ def main() -> None:
                      f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {f['median_tok_s']:,} | "
                      f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
                      f"{r['ratio_jax_over_flax']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, record, lines)
 
 
 if __name__ == "__main__":

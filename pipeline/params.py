@@ -22,7 +22,6 @@ import yaml
 from pipeline.errors import PipelineError
 
 
-
 @dataclass(frozen=True)
 class Range:
     """A bound on a number, attached to a field's type: ``Annotated[int, Range(gt=0)]``."""

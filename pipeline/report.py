@@ -98,10 +98,9 @@ def _train_curves(repo: Path, old: str, new: str | None) -> list[tuple[str, str]
         if rev is None:
             names |= {f"plots/{p.name}" for p in (repo / "plots").glob("*-train.csv")}
         else:
+            # a revision without plots/ lists nothing (revisions were checked by `dvc metrics diff`)
             done = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:plots"], cwd=repo,
                                   capture_output=True, text=True)
-            if done.returncode != 0 and "plots" not in done.stderr:
-                raise ReportError(f"unknown revision {rev!r}: {done.stderr.strip()}")
             names |= {f"plots/{n}" for n in done.stdout.split() if n.endswith("-train.csv")}
     return [(Path(p).name.removesuffix(".csv"), p) for p in sorted(names)]
 
@@ -131,7 +130,7 @@ def _plot(name, old_rows, new_rows, old, new, target: Path) -> str:
 def _direction(metric: str, diff: float | None) -> str:
     if diff is None or diff == 0 or any(n in metric for n in NEUTRAL):
         return ""
-    better = (diff > 0) == any(metric.startswith(h) or f"_{h}" in metric or metric == h for h in HIGHER_IS_BETTER)
+    better = (diff > 0) == any(h in metric for h in HIGHER_IS_BETTER)
     return "better" if better else "worse"
 
 
@@ -150,7 +149,7 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: dict[str,
             if isinstance(v.get("old", v.get("new")), (list, dict)):
                 continue
             diff = v.get("diff")
-            if isinstance(diff, (int, float)) and diff != 0 or v.get("old") != v.get("new"):
+            if v.get("old") != v.get("new"):
                 change = f"{diff:+,.4f}".rstrip("0").rstrip(".") if isinstance(diff, (int, float)) else "-"
                 verdict = _direction(metric, diff if isinstance(diff, (int, float)) else None)
                 changed.append(f"| {path} | {metric} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} | {change} | {verdict} |")

@@ -33,10 +33,9 @@ from tqdm.auto import tqdm
 
 
 def fingerprint(config: Any, data_files: list[Path]) -> str:
-    """A short digest of a run's configuration (JSON-able) and its training data files."""
-    if dataclasses.is_dataclass(config):
-        config = dataclasses.asdict(config)
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    """A short digest of a run's configuration (JSON, dataclasses allowed) and its data files."""
+    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=as_json).encode())
     for path in sorted(data_files):
         h.update(path.as_posix().encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -81,8 +80,8 @@ class Checkpoints:
     def restore(self, template: Any) -> tuple[int, Any, dict[str, Any]] | None:
         """``(step, tree, meta)`` of the newest valid checkpoint, ``tree`` shaped like
         ``template``; None when there is none."""
-        target = serialization.to_state_dict(jax.device_get(template))
-        abstract = jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), np.asarray(a).dtype), target)
+        shaped = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)  # noqa: E731,E501
+        abstract = jax.tree_util.tree_map(shaped, serialization.to_state_dict(template))
         for step in sorted(self.manager.all_steps(), reverse=True):
             where = self.directory / str(step)
             try:

@@ -25,8 +25,8 @@ from werkzeug import Response
 
 from pipeline import serving
 
-from .conftest import ROOT, merge, tiny_overrides
-from .test_coindesk_api import BPI, KEY, VAR, FakeApi
+from .conftest import merge, tiny_overrides
+from .test_coindesk_api import KEY, VAR, FakeApi
 from .test_e2e import make_repo
 
 pytestmark = pytest.mark.e2e

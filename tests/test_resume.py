@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,8 +165,6 @@ def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_para
     assert "resuming at step" in resumed.stdout
     outputs = ["models/charlm/lstm/params.msgpack", "plots/charlm-lstm-train.csv"]
     got = {name: (repo / name).read_bytes() for name in outputs}
-    import shutil
-
     shutil.rmtree(repo / "checkpoints")
     fresh = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert fresh.returncode == 0 and "resuming" not in fresh.stdout

@@ -92,6 +92,11 @@ def initial_carries(cell: Cell, layers: int, hidden: int, batch: int) -> list[Ca
 # -- the fast core ----------------------------------------------------------------------
 
 
+def _operand(w: jax.Array, precision: Precision) -> jax.Array:
+    """A loop-invariant matmul operand, cast once before the loop rather than every step."""
+    return w if precision == "float32" else w.astype(jnp.bfloat16)
+
+
 def _scales(hidden: int, kinds: str) -> jax.Array:
     """Per-column scale of a gate slab: 0.5 for a sigmoid gate (``s``), 1 for tanh (``t``)."""
     return jnp.concatenate([jnp.full((hidden,), 0.5 if k == "s" else 1.0, jnp.float32) for k in kinds])
@@ -170,11 +175,11 @@ def _gru_forward(reverse, precision, wh, bh, carry, xp, mask):
         return h_new, (rz, n, an, h_new)
 
     carry, (rz, n, an, hs) = jax.lax.scan(body, carry, (xs, mask), reverse=reverse, unroll=UNROLL)
-    return carry, ((rz, n, an), None, hs)
+    return carry, (rz, n, an, hs)
 
 
 def _gru_backward(reverse, precision, wh, h0, res, mask, dh, dys):
-    (rz, n, an), _, hs = res
+    rz, n, an, hs = res
     hidden = wh.shape[0]
     wht = _operand(wh.T, precision)
 
@@ -200,11 +205,6 @@ def _gru_backward(reverse, precision, wh, h0, res, mask, dh, dys):
     return _weight_grads(h_prev, da, dxp, precision), dh0
 
 
-def _operand(w: jax.Array, precision: Precision) -> jax.Array:
-    """A loop-invariant matmul operand, cast once before the loop rather than every step."""
-    return w if precision == "float32" else w.astype(jnp.bfloat16)
-
-
 def _weight_grads(h_prev, da, dxp, precision):
     """``(d wh, d bh, d xp)``: the recurrent weight gradient as one matmul over all steps."""
     t, b, hidden = h_prev.shape
@@ -216,8 +216,9 @@ _FORWARD = {"lstm": _lstm_forward, "gru": _gru_forward}
 _BACKWARD = {"lstm": _lstm_backward, "gru": _gru_backward}
 
 
-def _outputs(cell, carry, res, mask):
-    hs = res[2]
+def _outputs(carry, res, mask):
+    """``(carry, ys)``: the saved carries ``h`` (last in ``res``), zero where padded."""
+    hs = res[-1]
     return carry, hs if mask is None else jnp.where(mask, hs, 0.0)
 
 
@@ -245,19 +246,17 @@ def recurrence(cell: Cell, reverse: bool, wh, bh, carry, xp, mask=None, precisio
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _recurrence(cell, reverse, precision, wh, bh, carry, xp, mask):
     carry, res = _FORWARD[cell](reverse, precision, wh, bh, carry, xp, mask)
-    return _outputs(cell, carry, res, mask)
+    return _outputs(carry, res, mask)
 
 
 def _recurrence_fwd(cell, reverse, precision, wh, bh, carry, xp, mask):
     carry_out, res = _FORWARD[cell](reverse, precision, wh, bh, carry, xp, mask)
-    return _outputs(cell, carry_out, res, mask), (wh, carry, res, mask)
+    return _outputs(carry_out, res, mask), (wh, carry, res, mask)
 
 
 def _recurrence_bwd(cell, reverse, precision, saved, cotangents):
     wh, carry0, res, mask = saved
-    dcarry, dys = cotangents
-    if mask is not None:
-        dys = jnp.where(mask, dys, 0.0)
+    dcarry, dys = cotangents  # where padded, the step bodies drop dys (the output there is a constant 0)
     (dwh, dbh, dxp), dcarry0 = _BACKWARD[cell](reverse, precision, wh, carry0, res, mask, dcarry, dys)
     return dwh, dbh, dcarry0, dxp, None
 
