@@ -81,7 +81,7 @@ def run_config(name: str, base: dict, work: Path) -> dict:
         seconds = time.perf_counter() - started
         evaluate_nmt.run(params, cell)
         metrics = json.loads(Path(params.nmt.paths.metrics, f"nmt-{cell}.json").read_text())
-        curve = Path(params.nmt.paths.plots, f"nmt-{cell}-train.csv").read_text().splitlines()
+        curve = Path(params.nmt.paths.live, f"nmt-{cell}/plots/metrics/valid/bleu.tsv").read_text().splitlines()
     return {"config": name, "cell": cell, "overrides": overrides, "train_seconds": round(seconds, 1),
             "steps": params.nmt.train.steps, "evaluations": len(curve) - 1, **metrics}
 

@@ -84,7 +84,8 @@ class JaxNMT:
     def steps(self, n: int) -> None:
         loss = None
         for _ in range(n):
-            self.state, _, loss = self.step_fn(self.state, self.batch, None, self.key)
+            self.state, _, out = self.step_fn(self.state, self.batch, None, self.key)
+            loss = out["loss"]
         loss.block_until_ready()
 
 

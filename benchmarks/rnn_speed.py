@@ -134,7 +134,8 @@ class JaxRunner:
     def steps(self, n: int) -> None:
         loss = None
         for _ in range(n):
-            self.state, self.carry, loss = self.step_fn(self.state, self.batch, self.carry, self.key)
+            self.state, self.carry, out = self.step_fn(self.state, self.batch, self.carry, self.key)
+            loss = out["loss"]
         loss.block_until_ready()
 
 

@@ -114,13 +114,13 @@ class Sources:
 # --- translation ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Paths:
-    """Where a workload's prepared data, models, metrics, plots and samples go."""
+    """Where a workload's prepared data, models, checkpoints, curves, metrics and samples go."""
 
     prepared: str
     models: str
     checkpoints: str  # training checkpoints: working state, not DVC outputs
+    live: str  # dvclive training curves, <live>/<workload>-<cell>/plots/metrics/
     metrics: str
-    plots: str
     samples: str
 
 
@@ -137,6 +137,14 @@ class NmtData:
     min_freq: NonNegInt
     buckets: tuple[PosInt, ...]
 
+    def cross_check(self, section: str) -> str | None:
+        if list(self.buckets) != sorted(set(self.buckets)):
+            return f"'{section}.buckets' is {list(self.buckets)}; it must be strictly ascending"
+        if self.buckets[-1] < self.max_len + 1:
+            return (f"'{section}.buckets' ends at {self.buckets[-1]}, but '{section}.max_len' + 1 = "
+                    f"{self.max_len + 1} must fit (the longest sentence and its </s>)")
+        return None
+
 
 @dataclass(frozen=True)
 class NmtModel:
@@ -150,6 +158,15 @@ class NmtModel:
     tie_embeddings: bool
     dropout: Rate
     precision: Precision
+
+    def cross_check(self, section: str) -> str | None:
+        if self.input_feeding and self.attention == "none":
+            return (f"'{section}.input_feeding' is true but '{section}.attention' is 'none': input "
+                    "feeding feeds the attentional vector, so it needs attention")
+        if self.attention == "dot" and self.bidirectional:
+            return (f"'{section}.attention' is 'dot' with '{section}.bidirectional' true: dot attention "
+                    "needs encoder outputs as wide as the decoder; use general, scaled or bahdanau")
+        return None
 
 
 @dataclass(frozen=True)
@@ -251,6 +268,7 @@ class ForecastPaths:
     baselines: str
     models: str
     checkpoints: str  # training checkpoints: working state, not DVC outputs
+    live: str  # dvclive training curves, <live>/<workload>-<cell>/plots/metrics/
     metrics: str
     plots: str
 
@@ -378,7 +396,11 @@ def _build(cls: type, raw: Any, section: str, source: str) -> Any:
     values = {
         name: _coerce(hints[name], raw[name], _join(section, name), source) for name in fields
     }
-    return cls(**values)
+    built = cls(**values)
+    # rules between keys of one section: a section class may name what it breaks
+    if (check := getattr(built, "cross_check", None)) and (problem := check(section)):
+        raise ParamsError(f"{source}: {problem}")
+    return built
 
 
 def _join(section: str, name: str) -> str:

@@ -8,8 +8,10 @@ network:
   (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to the
   baselines down);
 - every parameter that changed (``dvc params diff``);
-- the training curves (``plots/*-train.csv``) of both revisions overlaid, one PNG per
-  run: OLD dashed, NEW solid.
+- every plot of ``dvc plots diff`` (dvc.yaml's top-level plots: the dvclive training
+  curves, the forecaster's error by horizon and its forecast pictures), both revisions
+  in each, rendered to PNG from DVC's own Vega-Lite specs without a browser
+  (:mod:`pipeline.vega`).
 
 It writes ``report.md`` (the PNGs beside it) and ``report.html`` (the same, with the
 images embedded: one self-contained file) into ``--out``, and prints the Markdown.
@@ -19,15 +21,17 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import html
-import io
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline import vega
 from pipeline.artifacts import atomic_dir
 from pipeline.errors import PipelineError
 
@@ -62,10 +66,9 @@ def write_report(repo: Path, old: str, new: str | None, out: Path) -> str:
     metrics = _dvc_json(repo, "metrics", "diff", "--all", *revs)
     params = _dvc_json(repo, "params", "diff", *revs)
     new_name = new or "workspace"
-    curves = {name: (_read(repo, old, path), _read(repo, new, path)) for name, path in _train_curves(repo, old, new)}
-    with atomic_dir(out) as tmp:
-        images = {name: _plot(name, old_rows, new_rows, old, new_name, tmp / f"{name}.png")
-                  for name, (old_rows, new_rows) in curves.items()}
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as scratch:
+        plots = _dvc_json(repo, "plots", "diff", *revs, "-o", scratch).get("data", {})
+        images = _render(plots, Path(scratch), tmp)
         markdown = _markdown(old, new_name, metrics, params, images)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
         (tmp / "report.html").write_text(_html(markdown, tmp), encoding="utf-8")
@@ -81,50 +84,29 @@ def _dvc_json(repo: Path, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout or "{}")
 
 
-def _read(repo: Path, rev: str | None, path: str) -> list[dict[str, str]] | None:
-    """A CSV at ``rev`` (None: the workspace) as rows, or None where it does not exist."""
-    if rev is None:
-        file = repo / path
-        text = file.read_text(encoding="utf-8") if file.is_file() else None
-    else:
-        done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
-        text = done.stdout if done.returncode == 0 else None
-    return None if text is None else list(csv.DictReader(io.StringIO(text)))
-
-
-def _train_curves(repo: Path, old: str, new: str | None) -> list[tuple[str, str]]:
-    names = set()
-    for rev in (old, new):
-        if rev is None:
-            names |= {f"plots/{p.name}" for p in (repo / "plots").glob("*-train.csv")}
-        else:
-            # a revision without plots/ lists nothing (revisions were checked by `dvc metrics diff`)
-            done = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:plots"], cwd=repo,
-                                  capture_output=True, text=True)
-            names |= {f"plots/{n}" for n in done.stdout.split() if n.endswith("-train.csv")}
-    return [(Path(p).name.removesuffix(".csv"), p) for p in sorted(names)]
-
-
-def _plot(name, old_rows, new_rows, old, new, target: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = [c for c in (old_rows or new_rows or [{}])[0] if c != "step"]
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2), squeeze=False)
-    for ax, column in zip(axes[0], columns):
-        for rows, label, style in ((old_rows, old, "--"), (new_rows, new, "-")):
-            if rows and column in rows[0]:
-                ax.plot([float(r["step"]) for r in rows], [float(r[column]) for r in rows], style, label=label)
-        ax.set_title(column)
-        ax.set_xlabel("step")
-        ax.legend(fontsize="small")
-    fig.suptitle(name)
-    fig.tight_layout()
-    fig.savefig(target, dpi=90)
-    plt.close(fig)
-    return target.name
+def _render(plots: dict[str, list[dict]], scratch: Path, folder: Path) -> list[tuple[str, str]]:
+    """``(alt text, file)`` for each plot of ``dvc plots diff --json``: Vega-Lite specs as
+    PNGs, image plots copied (one per revision). A plot with no data in either revision
+    (a cell that neither ran) is left out."""
+    images = []
+    for name, entries in plots.items():
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        for i, entry in enumerate(entries):
+            if entry.get("type") == "vega":
+                spec = entry["content"]
+                if not spec.get("data", {}).get("values"):
+                    continue
+                target = folder / f"{slug}.png" if i == 0 else folder / f"{slug}-{i}.png"
+                vega.to_png(spec, target)
+                images.append((name, target.name))
+            elif entry.get("type") == "image":
+                rev = "-".join(entry.get("revisions", [])) or str(i)
+                source = Path(entry["url"])
+                source = source if source.is_absolute() else scratch / source
+                target = folder / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '-', rev)}{source.suffix}"
+                shutil.copyfile(source, target)
+                images.append((f"{name} @ {rev}", target.name))
+    return images
 
 
 def _direction(metric: str, diff: float | None) -> str:
@@ -142,7 +124,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _markdown(old: str, new: str, metrics: dict, params: dict, images: dict[str, str]) -> str:
+def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tuple[str, str]]) -> str:
     changed, same = [], []
     for path, values in sorted(metrics.items()):
         for metric, v in sorted(values.items()):
@@ -170,8 +152,8 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: dict[str,
         lines += [f"| {f} | {k} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} |" for f, k, v in params_changed]
     else:
         lines.append("None.")
-    lines += ["", "### Training curves", "", f"`{old}` dashed, `{new}` solid.", ""]
-    lines += [f"![{name}]({image})" for name, image in images.items()] or ["No training curves."]
+    lines += ["", "### Plots", "", "From `dvc plots diff`: each revision in its own colour.", ""]
+    lines += [f"![{name}]({image})" for name, image in images] or ["No plots."]
     return "\n".join(lines) + "\n"
 
 

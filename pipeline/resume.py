@@ -32,10 +32,16 @@ from flax import serialization
 from tqdm.auto import tqdm
 
 
+# What a checkpoint holds; part of the fingerprint, so a change to it (a new accumulator,
+# say) starts afresh instead of failing to restore the old ones.
+FORMAT = 2
+
+
 def fingerprint(config: Any, data_files: list[Path]) -> str:
-    """A short digest of a run's configuration (JSON, dataclasses allowed) and its data files."""
+    """A short digest of a run's configuration (JSON, dataclasses allowed), the checkpoint
+    :data:`FORMAT` and its data files."""
     as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=as_json).encode())
+    h = hashlib.sha256(json.dumps({"format": FORMAT, "config": config}, sort_keys=True, default=as_json).encode())
     for path in sorted(data_files):
         h.update(path.as_posix().encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())

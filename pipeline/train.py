@@ -25,6 +25,7 @@ from flax.training import train_state
 from tqdm.auto import tqdm
 
 from pipeline import parallel
+from pipeline.curves import Curves
 from pipeline.errors import PipelineError
 from pipeline.models.rnn import initial_carries
 from pipeline.resume import Checkpoints
@@ -45,6 +46,23 @@ class DivergedError(PipelineError, RuntimeError):
 LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
 
 
+def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0) -> optax.Schedule:
+    """The learning rate as a function of the update count.
+
+    ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
+    over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``.
+    """
+    if schedule == "luong234":
+        start = 2 * steps // 3
+        return optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
+                                       decay_rate=0.5, transition_begin=start, staircase=True)
+    if schedule == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
+    if schedule == "constant":
+        return optax.constant_schedule(learning_rate)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
 def make_optimizer(
     learning_rate: float,
     clip_norm: float,
@@ -55,20 +73,12 @@ def make_optimizer(
     rmsprop_decay: float = 0.9,
     momentum: float = 0.0,
 ):
-    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant or scheduled rate.
-
-    ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
-    over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``. ``weight_decay`` adds an L2 term to the gradient.
+    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant or scheduled
+    rate (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient.
     """
     rate: float | optax.Schedule = learning_rate
-    if schedule == "luong234":
-        start = 2 * steps // 3
-        rate = optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
-                                       decay_rate=0.5, transition_begin=start, staircase=True)
-    elif schedule == "cosine":
-        rate = optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
-    elif schedule != "constant":
-        raise ValueError(f"unknown schedule {schedule!r}")
+    if schedule != "constant":
+        rate = make_schedule(learning_rate, schedule, steps)
     parts = [optax.clip_by_global_norm(clip_norm)]
     if weight_decay > 0:
         parts.append(optax.add_decayed_weights(weight_decay))
@@ -161,17 +171,20 @@ def forecast_loss(model) -> LossFn:
 
 
 def make_train_step(loss_fn: LossFn):
-    """``train_step(state, batch, carry, key) -> (state, carry, loss)``, jitted.
+    """``train_step(state, batch, carry, key) -> (state, carry, out)``, jitted.
+
+    ``out`` holds the step's ``loss``, the global ``grad_norm`` of its gradient (before
+    clipping) and the number of ``tokens`` its loss averages over (target positions).
 
     A step whose loss or gradient has a NaN or an infinity is skipped: parameters,
     optimizer state, step and carry stay as they were, ``state.skipped`` and
-    ``state.bad_run`` count it, and the returned loss is NaN (``fit`` leaves it out of
-    its averages and stops after too many in a row).
+    ``state.bad_run`` count it, and the returned loss and grad_norm are NaN (``fit``
+    leaves them out of its averages and stops after too many in a row).
     """
 
     def train_step(state: TrainState, batch, carry, key):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (new_carry, _)), grads = grad_fn(state.params, batch, carry, key, True)
+        (loss, (new_carry, stats)), grads = grad_fn(state.params, batch, carry, key, True)
         finite = jnp.isfinite(loss)
         for g in jax.tree_util.tree_leaves(grads):
             finite &= jnp.all(jnp.isfinite(g))
@@ -180,7 +193,10 @@ def make_train_step(loss_fn: LossFn):
         state = state.replace(skipped=state.skipped + (~finite).astype(jnp.int32),
                               bad_run=jnp.where(finite, 0, state.bad_run + 1))
         carry = jax.tree_util.tree_map(keep, new_carry, carry)
-        return state, carry, jnp.where(finite, loss, jnp.nan)
+        out = {"loss": jnp.where(finite, loss, jnp.nan),
+               "grad_norm": jnp.where(finite, optax.tree.norm(grads), jnp.nan),
+               "tokens": stats["count"]}
+        return state, carry, out
 
     return jax.jit(train_step, donate_argnums=(0,))
 
@@ -221,12 +237,18 @@ def fit(
     devices: list | None = None,
     max_nonfinite: int = 20,
     checkpoints: Checkpoints | None = None,
+    learning_rate: Callable[[Any], Any] | None = None,
+    curves: Curves | None = None,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Run ``steps`` train steps; every ``log_every`` steps record a history row.
 
     Step ``s`` uses ``fold_in(key, s)`` for dropout, so the run is a pure function of
-    the seed. Each row holds ``step``, the mean training ``loss`` since the last row,
-    and whatever ``evaluate(params)`` returns.
+    the seed. Each row holds ``step``; since the last row, the mean training ``loss``
+    and ``grad_norm`` (before clipping) and the throughput ``tokens_per_s`` (target
+    tokens per second of training, evaluation excluded; the first row includes the
+    compilation); the ``lr`` of the latest update when ``learning_rate`` (the schedule,
+    :func:`make_schedule`) is given; and whatever ``evaluate(params)`` returns. With
+    ``curves`` (:mod:`pipeline.curves`) every row is also logged through dvclive.
 
     With ``select`` (a key of those rows, higher is better) the returned state holds the
     parameters of the best row, not the last; with ``patience > 0`` training also stops
@@ -252,7 +274,10 @@ def fit(
         for _ in range(run.step):  # the data position: replay the stream up to the step
             next(batches)
         tqdm.write(f"{desc}: resuming at step {run.step} from {checkpoints.directory}")
-    started = time.perf_counter()
+    if curves is not None:
+        curves.begin(run.history)
+        tqdm.write(f"{desc}: training curves in {curves.directory}")
+    started = run.since = time.perf_counter()
     bar = tqdm(total=steps, initial=run.step, desc=desc, unit="step", mininterval=2.0, disable=None)
     mesh, first = None, True
     with _stop_signals(checkpoints is not None) as stop:
@@ -266,14 +291,16 @@ def fit(
             first = False
             if mesh is not None:
                 batch = parallel.shard(batch, mesh)
-            run.state, run.carry, loss = train_step(run.state, batch, run.carry, jax.random.fold_in(key, step))
+            run.state, run.carry, out = train_step(run.state, batch, run.carry, jax.random.fold_in(key, step))
             run.step = step
-            finite = jnp.isfinite(loss)  # stays on device: no sync per step
-            run.total, run.count = run.total + jnp.where(finite, loss, 0.0), run.count + finite
+            run.accumulate(out)
             bar.update(1)
             if step % log_every == 0 or step == steps:
                 _check_finite(run.state, step, max_nonfinite, desc)
-                run.log_row(evaluate, desc, patience, steps)
+                row = run.log_row(evaluate, desc, patience, steps, learning_rate)
+                if curves is not None:
+                    curves.log(row)
+                run.since = time.perf_counter()  # evaluation and logging are not training time
             run.done = run.done or step == steps
             if checkpoints is not None and (run.done or step % checkpoints.every == 0 or stop):
                 checkpoints.save(step, run.tree(), run.meta())
@@ -307,18 +334,31 @@ class _Run:
     def __init__(self, state: TrainState, carry: Any, select: str | None):
         self.state, self.carry, self.select = state, carry, select
         self.step, self.done, self.stale = 0, False, 0
-        self.total, self.count = jnp.float32(0.0), jnp.int32(0)
+        self.sums = _zero_sums()
+        self.since = 0.0  # perf_counter when this row's training time began
         self.history: list[dict[str, float]] = []
         self.best, self.best_params = -float("inf"), None
 
-    def log_row(self, evaluate, desc: str, patience: int, steps: int) -> None:
-        row = {"step": self.step, "loss": float(self.total) / max(int(self.count), 1), **evaluate(self.state.params)}
+    def accumulate(self, out: dict[str, jax.Array]) -> None:
+        """Add one step's output to the row's sums: on device, so no sync per step."""
+        self.sums = _accumulate(self.sums, out)
+
+    def log_row(self, evaluate, desc: str, patience: int, steps: int, learning_rate=None) -> dict[str, float]:
+        sums = {k: v.item() for k, v in jax.device_get(self.sums).items()}  # waits for the last step
+        seconds = time.perf_counter() - self.since
+        finite = max(sums["finite"], 1)
+        row = {"step": self.step, "loss": sums["loss"] / finite, "grad_norm": sums["grad_norm"] / finite}
+        if learning_rate is not None:  # the rate of the latest update (skipped steps made none)
+            row["lr"] = float(learning_rate(max(int(self.state.step) - 1, 0)))
+        row["tokens_per_s"] = sums["tokens"] / max(seconds, 1e-9)
+        row.update(evaluate(self.state.params))
         self.history.append(row)
-        shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
+        shown = " ".join(f"{k} {v:,.0f}" if k == "tokens_per_s" else f"{k} {v:.4g}"
+                         for k, v in row.items() if k != "step")
         tqdm.write(f"{desc} step {self.step}/{steps}: {shown}")
-        self.total, self.count = jnp.float32(0.0), jnp.int32(0)
+        self.sums = _zero_sums()
         if self.select is None:
-            return
+            return row
         if row[self.select] > self.best:
             # a copy: the next train step donates (and so invalidates) the state's buffers
             self.best, self.best_params, self.stale = row[self.select], jax.tree_util.tree_map(jnp.copy, self.state.params), 0
@@ -328,9 +368,10 @@ class _Run:
             tqdm.write(f"{desc}: stopping at step {self.step}: {self.select} has not improved "
                        f"for {patience} evaluations")
             self.done = True
+        return row
 
     def tree(self) -> dict[str, Any]:
-        tree = {"state": self.state, "total": self.total, "count": self.count}
+        tree = {"state": self.state, "sums": self.sums}
         if self.carry is not None:
             tree["carry"] = self.carry
         if self.select is not None:  # a placeholder until the first row has been kept
@@ -343,10 +384,25 @@ class _Run:
 
     def load(self, step: int, tree: dict[str, Any], meta: dict[str, Any]) -> None:
         self.step, self.done, self.stale, self.history = step, meta["done"], meta["stale"], meta["history"]
-        self.state, self.total, self.count = tree["state"], tree["total"], tree["count"]
+        self.state, self.sums = tree["state"], tree["sums"]
         self.carry = tree.get("carry", self.carry)
         if meta["best"] is not None:
             self.best, self.best_params = meta["best"], tree["best_params"]
+
+
+def _zero_sums() -> dict[str, jax.Array]:
+    """A history row's running sums: loss and grad_norm over the ``finite`` steps, and
+    the ``tokens`` of all of them."""
+    return {"loss": jnp.float32(0.0), "grad_norm": jnp.float32(0.0), "finite": jnp.int32(0),
+            "tokens": jnp.float32(0.0)}
+
+
+@jax.jit
+def _accumulate(sums: dict[str, jax.Array], out: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    finite = jnp.isfinite(out["loss"])
+    return {"loss": sums["loss"] + jnp.where(finite, out["loss"], 0.0),
+            "grad_norm": sums["grad_norm"] + jnp.where(finite, out["grad_norm"], 0.0),
+            "finite": sums["finite"] + finite, "tokens": sums["tokens"] + out["tokens"]}
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ import yaml
 from .conftest import ROOT, merge, tiny_overrides
 from .test_coindesk_api import KEY, VAR, FakeApi
 
-COPY = ["pipeline", "dvc.yaml", "data/embedded", "tests/fixtures", ".dvc/config", ".dvc/.gitignore", ".gitignore"]
+COPY = ["pipeline", "dvc.yaml", "data/embedded", "tests/fixtures", ".dvc/config", ".dvc/.gitignore",
+        ".dvc/offline-plots.html", ".gitignore"]
 
 
 def sh(repo: Path, *cmd: str) -> subprocess.CompletedProcess:
@@ -97,6 +98,28 @@ def test_changed_parameter_reruns_only_its_branch(repo):
     params_diff = json.loads(dvc(repo, "params", "diff", "HEAD~1", "--json").stdout)
     change = params_diff["params.yaml"]["forecast.model.hidden"]
     assert (change["old"], change["new"]) == (8, 12)
+
+
+@pytest.mark.e2e
+def test_a_reviewers_workflow_works_offline(repo):
+    """README's review loop on the repo above: an experiment, then metrics diff, plots
+    diff (a page that needs no network) and rnnpipe report against the last commit."""
+    out = dvc(repo, "exp", "run", "-S", "forecast.train.learning_rate=0.02")
+    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_forecast@gru", "train_forecast@lstm", "evaluate_forecast@gru", "evaluate_forecast@lstm"}
+    diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", "--json").stdout)
+    assert set(diff) <= {"metrics/forecast-gru.json", "metrics/forecast-lstm.json"} and diff
+    dvc(repo, "plots", "diff", "HEAD", "-o", "review")
+    page = (repo / "review/index.html").read_text()
+    assert "vegaEmbed('#forecast-loss'" in page and "<script src" not in page
+    assert "grad_norm" in page and '"rev": "HEAD"' in page and '"rev": "workspace"' in page
+    report = sh(repo, sys.executable, "-m", "pipeline", "report", "HEAD").stdout
+    assert "| params.yaml | forecast.train.learning_rate | 0.003 | 0.02 |" in report
+    assert "| metrics/forecast-gru.json | mae |" in report
+    for name in ("forecast-loss", "forecast-grad-norm", "forecast-learning-rate", "nmt-loss"):
+        assert f"![{name}]({name}.png)" in report
+        assert (repo / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![plots/forecast-gru.png @ HEAD](plots-forecast-gru-png-HEAD.png)" in report
 
 
 @pytest.mark.e2e

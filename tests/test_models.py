@@ -89,7 +89,7 @@ def test_one_nmt_step_changes_every_parameter(cell):
     before = jax.tree_util.tree_map(np.asarray, state.params)
     step = train.make_train_step(train.nmt_loss(model))
     state, _, loss = step(state, batch, None, jax.random.key(1))
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)
 
 
@@ -198,7 +198,7 @@ def test_every_variant_trains_every_parameter(attention, feeding, tie):
     before = jax.tree_util.tree_map(np.asarray, state.params)
     step = train.make_train_step(train.nmt_loss(model, label_smoothing=0.1))
     state, _, loss = step(state, batch, None, jax.random.key(1))
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)
 
 
@@ -227,5 +227,5 @@ def test_onehot_input_has_no_embedding_and_trains():
     assert state.params["rnn"]["layer0"]["wi"].shape[0] == 9  # the vocabulary, one-hot
     before = jax.tree_util.tree_map(np.asarray, state.params)
     state, _, loss = train.make_train_step(train.charlm_loss(model))(state, batch, carry, jax.random.key(1))
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)

@@ -91,6 +91,35 @@ def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, 
         P.from_dict(with_value(real_params_dict, path, value))
 
 
+@pytest.mark.parametrize(
+    "changes,pattern",
+    [
+        ({("nmt", "data", "buckets"): [8, 16, 12]}, r"'nmt.data.buckets' is \[8, 16, 12\]; it must be strictly ascending"),
+        ({("nmt", "data", "buckets"): [8, 8, 16]}, r"'nmt.data.buckets' is \[8, 8, 16\]; it must be strictly"),
+        ({("nmt", "data", "max_len"): 40, ("nmt", "data", "buckets"): [8, 16, 32]},
+         r"'nmt.data.buckets' ends at 32, but 'nmt.data.max_len' \+ 1 = 41 must fit"),
+        ({("nmt", "model", "attention"): "none", ("nmt", "model", "input_feeding"): True},
+         r"'nmt.model.input_feeding' is true but 'nmt.model.attention' is 'none'"),
+        ({("nmt", "model", "attention"): "dot", ("nmt", "model", "bidirectional"): True},
+         r"'nmt.model.attention' is 'dot' with 'nmt.model.bidirectional' true"),
+    ],
+)
+def test_rules_between_keys_name_both_keys(real_params_dict, changes, pattern):
+    raw = real_params_dict
+    for path, value in changes.items():
+        raw = with_value(raw, path, value)
+    with pytest.raises(P.ParamsError, match=r"^params.yaml: " + pattern):
+        P.from_dict(raw)
+
+
+def test_the_same_keys_pass_when_the_rule_holds(real_params_dict):
+    raw = with_value(real_params_dict, ("nmt", "model", "attention"), "dot")
+    raw = with_value(raw, ("nmt", "model", "bidirectional"), False)
+    raw = with_value(raw, ("nmt", "data", "buckets"), [4, real_params_dict["nmt"]["data"]["max_len"] + 1])
+    p = P.from_dict(raw)
+    assert p.nmt.model.attention == "dot" and p.nmt.data.buckets[-1] == p.nmt.data.max_len + 1
+
+
 def test_ints_are_accepted_where_floats_are_declared(real_params_dict):
     raw = copy.deepcopy(real_params_dict)
     raw["charlm"]["train"]["learning_rate"] = 1

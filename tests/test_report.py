@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import vega
 from pipeline.report import ReportError, write_report
 
 from .test_e2e import sh
@@ -16,11 +17,15 @@ from .test_e2e import sh
 
 def commit(repo: Path, bleu: float, loss: float, lr: float, curve: list[tuple[int, float]], message: str) -> None:
     (repo / "metrics").mkdir(exist_ok=True)
-    (repo / "plots").mkdir(exist_ok=True)
     (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": bleu, "valid_loss": loss, "pairs": 5}))
     (repo / "params.yaml").write_text(f"nmt:\n  train:\n    learning_rate: {lr}\n    steps: 100\n")
-    (repo / "plots/nmt-lstm-train.csv").write_text(
-        "step,loss,valid_bleu\n" + "".join(f"{s},{v},{bleu * s / 100}\n" for s, v in curve))
+    live = repo / "dvclive/nmt-lstm/plots/metrics"
+    (live / "train").mkdir(parents=True, exist_ok=True)
+    (live / "train/loss.tsv").write_text("step\tloss\n" + "".join(f"{s}\t{v}\n" for s, v in curve))
+    # a picture plot, as the forecaster's: here a real PNG drawn from the same numbers
+    vega.to_png({"data": {"values": [{"step": s, "loss": v} for s, v in curve]}, "mark": "line",
+                 "encoding": {"x": {"field": "step", "type": "quantitative"},
+                              "y": {"field": "loss", "type": "quantitative"}}}, repo / "plots/picture.png")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", message)
 
@@ -31,7 +36,11 @@ def repo(tmp_path) -> Path:
     repo.mkdir()
     sh(repo, "git", "init", "-q")
     sh(repo, sys.executable, "-m", "dvc", "init", "-q")
-    (repo / "dvc.yaml").write_text("metrics:\n- metrics/nmt-lstm.json\nparams:\n- params.yaml\n")
+    (repo / "dvc.yaml").write_text("metrics:\n- metrics/nmt-lstm.json\nparams:\n- params.yaml\nplots:\n"
+                                   "- nmt-loss:\n    x: step\n    y:\n"
+                                   "      dvclive/nmt-lstm/plots/metrics/train/loss.tsv: loss\n"
+                                   "      dvclive/nmt-gru/plots/metrics/train/loss.tsv: loss\n"  # never ran
+                                   "- plots/picture.png\n")
     commit(repo, 20.0, 2.0, 0.001, [(50, 3.0), (100, 2.5)], "baseline")
     commit(repo, 22.5, 2.25, 0.002, [(50, 2.8), (100, 2.2)], "higher learning rate")
     return repo
@@ -46,9 +55,14 @@ def test_report_of_two_commits(repo, tmp_path):
     assert "1 metric unchanged" in md and "| metrics/nmt-lstm.json | pairs | 5 |" in md
     assert "| params.yaml | nmt.train.learning_rate | 0.001 | 0.002 |" in md
     assert "steps" not in md.split("### Parameters that changed")[1].split("###")[0]  # unchanged params stay out
-    assert "![nmt-lstm-train](nmt-lstm-train.png)" in md
+    assert "![nmt-loss](nmt-loss.png)" in md
+    assert "![plots/picture.png @ HEAD~1](plots-picture-png-HEAD-1.png)" in md
+    assert "![plots/picture.png @ HEAD](plots-picture-png-HEAD.png)" in md
     assert (out / "report.md").read_text() == md
-    assert (out / "nmt-lstm-train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = b"\x89PNG\r\n\x1a\n"
+    assert (out / "nmt-loss.png").read_bytes()[:8] == png
+    assert (out / "plots-picture-png-HEAD.png").read_bytes() == (repo / "plots/picture.png").read_bytes()
+    assert (out / "plots-picture-png-HEAD-1.png").read_bytes() != (repo / "plots/picture.png").read_bytes()
     page = (out / "report.html").read_text()
     assert "<td>22.5</td>" in page and "data:image/png;base64," in page
     assert "http" not in page.replace("http-equiv", "")  # nothing loads from a network

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import batches, inference, resume, train
+from pipeline.curves import Curves
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 
@@ -26,9 +27,10 @@ B, T, V, STEPS = 4, 8, 11, 20
 IDS = np.random.default_rng(0).integers(0, V, 3000).astype(np.int32)
 
 
-def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int | None = None):
+def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int | None = None,
+            curves: Path | None = None):
     """A 2-layer LSTM char LM with dropout, carried state and best-row selection: every
-    part of fit that a checkpoint must hold."""
+    part of fit that a checkpoint must hold. ``curves``: log them there through dvclive."""
     model = CharLM(vocab=V, cell="lstm", embed=8, hidden=16, layers=2, dropout=0.2)
     carry = initial_carries("lstm", 2, 16, B)
     state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
@@ -45,13 +47,25 @@ def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int |
 
     checkpoints = None if ckpt_dir is None else resume.Checkpoints(ckpt_dir, every=4)
     return train.fit(state, train.make_train_step(train.charlm_loss(model)), stream(), STEPS, jax.random.key(1),
-                     log_every=5, carry=carry, select="score", checkpoints=checkpoints,
-                     evaluate=lambda p: {"score": -inference.stream_loss(eval_step, p, IDS[:400], model, B, T)})
+                     log_every=5, carry=carry, select="valid_score", checkpoints=checkpoints,
+                     learning_rate=train.make_schedule(1e-2),
+                     curves=None if curves is None else Curves(curves),
+                     evaluate=lambda p: {"valid_score": -inference.stream_loss(eval_step, p, IDS[:400], model, B, T)})
+
+
+def timeless(history):
+    """History rows without the one wall-clock value, throughput."""
+    return [{k: v for k, v in row.items() if k != "tokens_per_s"} for row in history]
+
+
+def curve_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def assert_same_run(a, b):
     (state_a, history_a), (state_b, history_b) = a, b
-    assert history_a == history_b
+    assert timeless(history_a) == timeless(history_b)
+    assert [set(row) for row in history_a] == [set(row) for row in history_b]
     for x, y in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params)):
         np.testing.assert_array_equal(x, y)  # bit for bit
     for x, y in zip(jax.tree_util.tree_leaves(state_a.opt_state), jax.tree_util.tree_leaves(state_b.opt_state)):
@@ -60,20 +74,32 @@ def assert_same_run(a, b):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted():
-    return run_fit(None)
+def uninterrupted(tmp_path_factory):
+    live = tmp_path_factory.mktemp("live")
+    return (*run_fit(None, curves=live), curve_files(live))
 
 
 def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, capsys):
+    live = tmp_path / "live"
     with pytest.raises(RuntimeError, match="died"):
-        run_fit(tmp_path, fail_at=11)  # after the checkpoints of steps 4 and 8
+        run_fit(tmp_path, fail_at=11, curves=live)  # after the checkpoints of steps 4 and 8
     assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [4, 8]
+    assert (live / "plots/metrics/train/loss.tsv").read_text().splitlines()[1:] != []  # rows 5 and 10 were logged
     capsys.readouterr()
-    assert_same_run(run_fit(tmp_path), uninterrupted)
+    assert_same_run(run_fit(tmp_path, curves=live), uninterrupted[:2])
     out = capsys.readouterr().out
     assert "resuming at step 8" in out and "skipping" not in out
     assert "step 5/20" not in out and "step 10/20" in out  # rows before step 8 came from the checkpoint
-    assert run_fit(tmp_path)[1] == uninterrupted[1]  # a finished run resumes as finished
+    # the dvclive curves: each row once (row 10 was logged before the crash and again
+    # after it), byte-identical to the uninterrupted run's but for wall-clock throughput
+    got, want = curve_files(live), uninterrupted[2]
+    assert sorted(got) == sorted(want) == [f"plots/metrics/{q}.tsv" for q in (
+        "train/grad_norm", "train/loss", "train/lr", "train/tokens_per_s", "valid/score")]
+    for name in want:
+        if "tokens_per_s" not in name:
+            assert got[name] == want[name], name
+    assert len(got["plots/metrics/train/tokens_per_s.tsv"].splitlines()) == 1 + 4
+    assert timeless(run_fit(tmp_path)[1]) == timeless(uninterrupted[1])  # a finished run resumes as finished
     assert "resuming at step 20" in capsys.readouterr().out
 
 
@@ -84,7 +110,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, uninterrupted, capsys):
     assert err.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
     assert 7 in [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]
-    assert_same_run(run_fit(tmp_path), uninterrupted)
+    assert_same_run(run_fit(tmp_path), uninterrupted[:2])
     assert "resuming at step 7" in capsys.readouterr().out
 
 
@@ -126,8 +152,8 @@ def test_the_fingerprint_separates_configs_and_data(tmp_path):
 @pytest.mark.e2e
 def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_params_dict):
     """The real stage in a real process: SIGTERM (clean stop), then SIGKILL (no chance to
-    save), then a re-run that finishes; the model and training curve equal a run from
-    scratch byte for byte."""
+    save), then a re-run that finishes; the model and the training curves (dvclive) equal
+    a run from scratch byte for byte, throughput aside."""
     params = merge(real_params_dict, tiny_overrides(root=tmp_path))
     params["charlm"]["model"]["cells"] = ["lstm"]
     params["charlm"]["train"].update(steps=1500, log_every=100, checkpoint_every=25)
@@ -163,10 +189,17 @@ def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_para
     resumed = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step" in resumed.stdout
-    outputs = ["models/charlm/lstm/params.msgpack", "plots/charlm-lstm-train.csv"]
+    curves = "dvclive/charlm-lstm/plots/metrics/"
+    outputs = ["models/charlm/lstm/params.msgpack"] + [curves + q for q in (
+        "train/loss.tsv", "train/grad_norm.tsv", "train/lr.tsv", "valid/loss.tsv")]
     got = {name: (repo / name).read_bytes() for name in outputs}
+    speed = (repo / curves / "train/tokens_per_s.tsv").read_text().splitlines()
+    assert len(got[curves + "valid/loss.tsv"].splitlines()) == 1 + 15  # every row once: none lost or repeated
     shutil.rmtree(repo / "checkpoints")
     fresh = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert fresh.returncode == 0 and "resuming" not in fresh.stdout
     for name in outputs:
         assert (repo / name).read_bytes() == got[name], name
+    # throughput is wall clock: the same steps, other values
+    fresh_speed = (repo / curves / "train/tokens_per_s.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in speed] == [r.split("\t")[0] for r in fresh_speed]

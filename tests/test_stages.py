@@ -54,8 +54,13 @@ def test_nmt_stages(workdir):
     train_src = {line.split("\t")[0] for line in (prepared / "train.tsv").read_text().splitlines()}
     assert test and not {line.split("\t")[0] for line in test} & train_src
     assert (workdir / "models/nmt/lstm/config.json").is_file()
-    curve = (workdir / "plots/nmt-lstm-train.csv").read_text().splitlines()
-    assert curve[0] == "step,loss,valid_loss,valid_bleu" and len(curve) == 3
+    curves = workdir / "dvclive/nmt-lstm/plots/metrics"
+    assert sorted(str(p.relative_to(curves)) for p in curves.rglob("*.tsv")) == [
+        "train/grad_norm.tsv", "train/loss.tsv", "train/lr.tsv", "train/tokens_per_s.tsv",
+        "valid/bleu.tsv", "valid/loss.tsv"]
+    bleu = (curves / "valid/bleu.tsv").read_text().splitlines()
+    assert bleu[0] == "step\tbleu" and len(bleu) == 3
+    assert all(float(row.split("\t")[1]) > 0 for row in (curves / "train/tokens_per_s.tsv").read_text().splitlines()[1:])
     m = read_metrics(workdir, "nmt-lstm.json")
     valid = (prepared / "valid.tsv").read_text().splitlines()
     assert m["pairs"] == len(test) and m["valid_pairs"] == len(valid)

@@ -54,7 +54,8 @@ def scripted_fit(scores, patience):
     state = train.create_state(Vector(()), jax.random.key(0), train.make_optimizer(1.0, 10.0, optimizer="sgd"))
 
     def step(state, batch, carry, key):  # w counts the steps
-        return state.apply_gradients(grads={"w": -jnp.ones(())}), carry, jnp.float32(0.0)
+        out = {"loss": jnp.float32(0.0), "grad_norm": jnp.float32(1.0), "tokens": jnp.float32(1.0)}
+        return state.apply_gradients(grads={"w": -jnp.ones(())}), carry, out
 
     script = iter(scores)
     return train.fit(state, step, itertools.repeat({}), steps=len(scores) * 10, key=jax.random.key(0),
@@ -111,17 +112,17 @@ def quadratic_state():
 def test_a_non_finite_step_is_skipped_and_counted():
     step = train.make_train_step(quadratic_loss)
     state = quadratic_state()
-    state, _, loss = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
+    state, _, out = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
     before = np.asarray(state.params["w"]), int(state.step)
-    assert np.isfinite(float(loss)) and before[1] == 1
+    assert np.isfinite(float(out["loss"])) and before[1] == 1
     for bad in (jnp.nan, jnp.inf):
-        state, _, loss = step(state, {"x": jnp.array([1.0, bad, 1.0])}, None, jax.random.key(0))
-        assert np.isnan(float(loss))
+        state, _, out = step(state, {"x": jnp.array([1.0, bad, 1.0])}, None, jax.random.key(0))
+        assert np.isnan(float(out["loss"])) and np.isnan(float(out["grad_norm"]))
         np.testing.assert_array_equal(state.params["w"], before[0])  # no update, not even partly
         assert int(state.step) == before[1]
     assert int(state.skipped) == 2 and int(state.bad_run) == 2
-    state, _, loss = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
-    assert np.isfinite(float(loss)) and int(state.step) == 2
+    state, _, out = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
+    assert np.isfinite(float(out["loss"])) and int(state.step) == 2
     assert int(state.skipped) == 2 and int(state.bad_run) == 0  # the run resets, the total stays
 
 
@@ -148,3 +149,40 @@ def test_fit_stops_after_too_many_non_finite_steps_in_a_row():
     msg = str(err.value)
     assert "train_test@lstm" in msg and "from 4 to step 6 (3 in a row, limit 3" in msg
     assert "learning_rate" in msg
+
+
+def test_the_train_step_reports_the_gradient_norm_before_clipping_and_the_tokens():
+    """(w - x)^2 at w = 0, x = (3, 4, 0): gradient -2x, norm 10, far above clip_norm 0.5."""
+    tx = train.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
+    state = train.create_state(Vector(), jax.random.key(0), tx)
+
+    def loss_fn(params, batch, carry, key, train):
+        loss = jnp.sum((params["w"] - batch["x"]) ** 2)
+        return loss, (carry, {"sum": loss, "count": jnp.float32(7.0)})
+
+    state, _, out = train.make_train_step(loss_fn)(state, {"x": jnp.array([3.0, 4.0, 0.0])}, None, jax.random.key(0))
+    assert float(out["loss"]) == 25.0 and float(out["grad_norm"]) == pytest.approx(10.0)
+    assert float(out["tokens"]) == 7.0
+    np.testing.assert_allclose(state.params["w"], [0.3, 0.4, 0.0], rtol=1e-6)  # the update was clipped
+
+
+def test_fit_rows_hold_grad_norm_learning_rate_and_throughput():
+    """Rows average the loss and the gradient norm over their steps; lr is the schedule's
+    rate for the latest update (luong234 over 40 steps: 1.0 until step 27, then halving)."""
+    rate = train.make_schedule(1.0, "luong234", 40)
+    state = train.create_state(Vector(), jax.random.key(0),
+                               train.make_optimizer(1.0, 1e6, optimizer="sgd", schedule="luong234", steps=40))
+    stream = ({"x": jnp.array([3.0, 4.0, 0.0]) * (step % 2)} for step in itertools.count(1))
+
+    def loss_fn(params, batch, carry, key, train):  # value sum(x): 7 or 0; gradient x: norm 5 or 0
+        wx = jnp.sum(params["w"] * batch["x"])
+        loss = wx - jax.lax.stop_gradient(wx) + jnp.sum(batch["x"])
+        return loss, (carry, {"sum": loss, "count": jnp.float32(4.0)})
+
+    _, history = train.fit(state, train.make_train_step(loss_fn), stream, steps=40, key=jax.random.key(0),
+                           log_every=10, evaluate=lambda p: {"valid_x": 1.5}, learning_rate=rate)
+    assert [r["step"] for r in history] == [10, 20, 30, 40]
+    assert [r["loss"] for r in history] == [3.5] * 4
+    assert [r["grad_norm"] for r in history] == [2.5] * 4
+    assert [r["lr"] for r in history] == [1.0, 1.0, 0.5, 0.0625]
+    assert all(r["tokens_per_s"] > 0 and r["valid_x"] == 1.5 for r in history)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import artifacts, subword, text
-from pipeline.params import NmtData, Params, ParamsError
+from pipeline.params import NmtData, Params
 from pipeline.sources import iwslt, tatoeba
 from pipeline.sources.text import read_corpus
 
@@ -20,11 +20,6 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
     ``pairs`` is one pool that is split here by source sentence, or a corpus's own
     ``{train, valid, test}`` splits (IWSLT), which are only length-filtered and capped.
     """
-    if data.buckets[-1] < data.max_len + 1:
-        raise ParamsError(
-            f"params.yaml: 'nmt.data.buckets' ends at {data.buckets[-1]}, "
-            f"but 'nmt.data.max_len' + 1 = {data.max_len + 1} must fit"
-        )
     cache: dict[str, list[str]] = {}
     filter_level = "word" if data.level == "subword" else data.level  # subwords: filter by words
 

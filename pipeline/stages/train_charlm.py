@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from pipeline import artifacts, batches, inference, resume, train
+from pipeline.curves import Curves
 from pipeline.checkpoint import save_model
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
@@ -39,6 +40,7 @@ def setup(params: Params, cell: str) -> dict:
         "max_nonfinite": p.train.max_nonfinite_steps,
         "checkpoints": resume.for_run(p.paths.checkpoints, f"train_charlm@{cell}", {"cell": cell, "charlm": p},
                                       prepared, p.train.checkpoint_every),
+        "learning_rate": train.make_schedule(p.train.learning_rate, p.train.schedule, p.train.steps),
         "evaluate": lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         "config": {"model": config, "chars": chars},
     }
@@ -48,7 +50,6 @@ def run(params: Params, cell: str) -> None:
     p = params.charlm
     parts = setup(params, cell)
     config = parts.pop("config")
-    state, history = train.fit(**parts)
+    state, history = train.fit(**parts, curves=Curves(Path(p.paths.live) / f"charlm-{cell}"))
     save_model(Path(p.paths.models) / cell, state.params, config)
-    artifacts.write_csv(Path(p.paths.plots) / f"charlm-{cell}-train.csv", history)
     print(f"train_charlm@{cell}: valid_loss {history[-1]['valid_loss']:.3f} nats/char")

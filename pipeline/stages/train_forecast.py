@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from pipeline import artifacts, batches, resume, train, windows
+from pipeline.curves import Curves
 from pipeline.checkpoint import save_model
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Params, model_kwargs
@@ -39,10 +40,11 @@ def run(params: Params, cell: str) -> None:
         max_nonfinite=p.train.max_nonfinite_steps,
         checkpoints=resume.for_run(p.paths.checkpoints, f"train_forecast@{cell}", {"cell": cell, "forecast": p},
                                    p.paths.prepared, p.train.checkpoint_every),
+        learning_rate=train.make_schedule(t.learning_rate),
+        curves=Curves(Path(p.paths.live) / f"forecast-{cell}"),
     )
     save_model(
         Path(p.paths.models) / cell, state.params,
         {"model": config, "features": list(p.data.features), "input_len": p.data.input_len},
     )
-    artifacts.write_csv(Path(p.paths.plots) / f"forecast-{cell}-train.csv", history)
     print(f"train_forecast@{cell}: loss {history[-1]['loss']:.4f} (normalised MAE)")

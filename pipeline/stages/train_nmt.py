@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from pipeline import artifacts, batches, inference, metrics, resume, text, train
+from pipeline.curves import Curves
 from pipeline.checkpoint import save_model
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.params import Params, ParamsError, model_kwargs
@@ -55,9 +56,10 @@ def run(params: Params, cell: str) -> None:
         max_nonfinite=t.max_nonfinite_steps,
         checkpoints=resume.for_run(p.paths.checkpoints, f"train_nmt@{cell}", {"cell": cell, "nmt": p},
                                    prepared, t.checkpoint_every),
+        learning_rate=train.make_schedule(t.learning_rate, t.schedule, t.steps),
+        curves=Curves(Path(p.paths.live) / f"nmt-{cell}"),
     )
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "vocab": vocab})
-    artifacts.write_csv(Path(p.paths.plots) / f"nmt-{cell}-train.csv", history)
     best = max(history, key=lambda r: r["valid_bleu"])
     print(f"train_nmt@{cell}: kept step {best['step']}: dev BLEU {best['valid_bleu']:.2f} (greedy), "
           f"valid_loss {best['valid_loss']:.3f}")

@@ -1,0 +1,45 @@
+"""Training curves through dvclive (pipeline.curves)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.curves import Curves, metric_name
+
+
+def test_history_keys_map_to_train_and_valid_metrics():
+    assert metric_name("loss") == "train/loss" and metric_name("tokens_per_s") == "train/tokens_per_s"
+    assert metric_name("valid_bleu") == "valid/bleu" and metric_name("valid_loss") == "valid/loss"
+
+
+def test_rows_become_one_tsv_per_quantity_and_a_restart_replays_instead_of_appending(tmp_path, monkeypatch):
+    """Inside a DVC project with a dvc.yaml, as in a stage: dvclive must leave dvc.yaml,
+    git and the experiments alone, and write no summary (the curves are all it writes)."""
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], check=True)
+    rows = [{"step": 10, "loss": 2.5, "lr": 0.001, "valid_bleu": 3.25},
+            {"step": 20, "loss": 2.0, "lr": 0.0005, "valid_bleu": 4.5}]
+    curves = Curves(tmp_path / "dvclive/nmt-lstm")
+    with pytest.raises(RuntimeError, match="before Curves.begin"):
+        curves.log(rows[0])
+    curves.begin()
+    for row in rows:
+        curves.log(row)
+    folder = tmp_path / "dvclive/nmt-lstm"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == ["plots/metrics/train/loss.tsv", "plots/metrics/train/lr.tsv", "plots/metrics/valid/bleu.tsv"]
+    assert (folder / "plots/metrics/valid/bleu.tsv").read_text() == "step\tbleu\n10\t3.25\n20\t4.5\n"
+    assert (tmp_path / "dvc.yaml").read_text() == "stages: {}\n"
+    assert subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--all-commits"], capture_output=True, text=True).stdout == ""
+    # a resumed run: begin again with the rows its checkpoint held, then go on
+    again = Curves(folder)
+    again.begin(rows[:1])
+    again.log({"step": 20, "loss": 1.75, "lr": 0.0005, "valid_bleu": 5.0})
+    assert (folder / "plots/metrics/train/loss.tsv").read_text() == "step\tloss\n10\t2.5\n20\t1.75\n"
