@@ -21,7 +21,7 @@ from .conftest import ROOT, merge, tiny_overrides
 from .test_coindesk_api import KEY, VAR, FakeApi
 
 COPY = ["pipeline", "dvc.yaml", "data/embedded", "tests/fixtures", ".dvc/config", ".dvc/.gitignore",
-        ".dvc/offline-plots.html", ".gitignore"]
+        ".dvc/offline-plots.html", ".dvc/plots", ".gitignore"]
 
 
 def sh(repo: Path, *cmd: str) -> subprocess.CompletedProcess:
