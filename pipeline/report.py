@@ -157,6 +157,11 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tupl
     return "\n".join(lines) + "\n"
 
 
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _html(markdown: str, folder: Path) -> str:
     """The Markdown as a self-contained page: tables as tables, images inlined."""
     body, table = [], []
@@ -183,9 +188,9 @@ def _html(markdown: str, folder: Path) -> str:
             body.append(line)  # already HTML
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+            body.append(f"<h{level}>{_inline(line.lstrip('# '))}</h{level}>")
         elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     flush()
     style = "body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}" \
             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}"

@@ -65,6 +65,7 @@ def test_report_of_two_commits(repo, tmp_path):
     assert (out / "plots-picture-png-HEAD-1.png").read_bytes() != (repo / "plots/picture.png").read_bytes()
     page = (out / "report.html").read_text()
     assert "<td>22.5</td>" in page and "data:image/png;base64," in page
+    assert "<h2>rnnpipe: <code>HEAD</code> against <code>HEAD~1</code></h2>" in page
     assert "http" not in page.replace("http-equiv", "")  # nothing loads from a network
 
 
