@@ -90,7 +90,7 @@ def _render(plots: dict[str, list[dict]], scratch: Path, folder: Path) -> list[t
     (a cell that neither ran) is left out."""
     images = []
     for name, entries in plots.items():
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        slug = _slug(name)
         for i, entry in enumerate(entries):
             if entry.get("type") == "vega":
                 spec = entry["content"]
@@ -103,10 +103,15 @@ def _render(plots: dict[str, list[dict]], scratch: Path, folder: Path) -> list[t
                 rev = "-".join(entry.get("revisions", [])) or str(i)
                 source = Path(entry["url"])
                 source = source if source.is_absolute() else scratch / source
-                target = folder / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '-', rev)}{source.suffix}"
+                target = folder / f"{slug}-{_slug(rev)}{source.suffix}"
                 shutil.copyfile(source, target)
                 images.append((f"{name} @ {rev}", target.name))
     return images
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of a plot id or a revision: ``plots/a.png`` -> ``plots-a-png``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
 def _direction(metric: str, diff: float | None) -> str:

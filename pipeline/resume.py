@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 # What a checkpoint holds; part of the fingerprint, so a change to it (a new accumulator,
 # say) starts afresh instead of failing to restore the old ones.
-FORMAT = 2
+FORMAT = 3
 
 
 def fingerprint(config: Any, data_files: list[Path]) -> str:

@@ -64,30 +64,25 @@ def make_schedule(learning_rate: float, schedule: str = "constant", steps: int =
 
 
 def make_optimizer(
-    learning_rate: float,
+    learning_rate: float | optax.Schedule,
     clip_norm: float,
     weight_decay: float = 0.0,
     optimizer: str = "adam",
-    schedule: str = "constant",
-    steps: int = 0,
     rmsprop_decay: float = 0.9,
     momentum: float = 0.0,
 ):
-    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant or scheduled
-    rate (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient.
+    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant rate or a
+    schedule (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient.
     """
-    rate: float | optax.Schedule = learning_rate
-    if schedule != "constant":
-        rate = make_schedule(learning_rate, schedule, steps)
     parts = [optax.clip_by_global_norm(clip_norm)]
     if weight_decay > 0:
         parts.append(optax.add_decayed_weights(weight_decay))
     if optimizer == "adam":
-        parts.append(optax.adam(rate))
+        parts.append(optax.adam(learning_rate))
     elif optimizer == "sgd":
-        parts.append(optax.sgd(rate))
+        parts.append(optax.sgd(learning_rate))
     elif optimizer == "rmsprop":
-        parts.append(optax.rmsprop(rate, decay=rmsprop_decay, momentum=momentum or None))
+        parts.append(optax.rmsprop(learning_rate, decay=rmsprop_decay, momentum=momentum or None))
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     return optax.chain(*parts)

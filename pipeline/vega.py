@@ -61,11 +61,11 @@ def template_html() -> str:
                         embed=vlc.get_vega_embed_version())
 
 
-def to_png(spec: dict[str, Any], target: Path, scale: float = 1.0) -> Path:
+def to_png(spec: dict[str, Any], target: Path) -> Path:
     """Render a Vega-Lite spec with its data inline (as ``dvc plots diff --json`` gives)."""
     import vl_convert as vlc
 
-    artifacts.write_bytes(target, vlc.vegalite_to_png(spec, vl_version=VEGA_LITE, scale=scale))
+    artifacts.write_bytes(target, vlc.vegalite_to_png(spec, vl_version=VEGA_LITE))
     return target
 
 

@@ -24,7 +24,7 @@ def lr_trace(tx, steps):
 
 
 def test_luong234_halves_four_times_over_the_last_third():
-    rates = lr_trace(train.make_optimizer(1.0, clip_norm=100.0, optimizer="sgd", schedule="luong234", steps=120), 120)
+    rates = lr_trace(train.make_optimizer(train.make_schedule(1.0, "luong234", 120), clip_norm=100.0, optimizer="sgd"), 120)
     assert rates[:80] == [1.0] * 80
     assert rates[80:90] == [1.0] * 10 and rates[90:100] == [0.5] * 10
     assert rates[100:110] == [0.25] * 10 and rates[110:] == [0.125] * 10  # the 4th halving lands at step 120
@@ -32,7 +32,7 @@ def test_luong234_halves_four_times_over_the_last_third():
 
 
 def test_cosine_decays_to_a_tenth():
-    rates = lr_trace(train.make_optimizer(2.0, 100.0, optimizer="sgd", schedule="cosine", steps=100), 101)
+    rates = lr_trace(train.make_optimizer(train.make_schedule(2.0, "cosine", 100), 100.0, optimizer="sgd"), 101)
     assert rates[0] == pytest.approx(2.0) and rates[50] == pytest.approx(1.1, rel=1e-4)
     assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in zip(rates, rates[1:]))
 
@@ -170,8 +170,7 @@ def test_fit_rows_hold_grad_norm_learning_rate_and_throughput():
     """Rows average the loss and the gradient norm over their steps; lr is the schedule's
     rate for the latest update (luong234 over 40 steps: 1.0 until step 27, then halving)."""
     rate = train.make_schedule(1.0, "luong234", 40)
-    state = train.create_state(Vector(), jax.random.key(0),
-                               train.make_optimizer(1.0, 1e6, optimizer="sgd", schedule="luong234", steps=40))
+    state = train.create_state(Vector(), jax.random.key(0), train.make_optimizer(rate, 1e6, optimizer="sgd"))
     stream = ({"x": jnp.array([3.0, 4.0, 0.0]) * (step % 2)} for step in itertools.count(1))
 
     def loss_fn(params, batch, carry, key, train):  # value sum(x): 7 or 0; gradient x: norm 5 or 0

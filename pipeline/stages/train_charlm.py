@@ -28,8 +28,8 @@ def setup(params: Params, cell: str) -> dict:
 
     init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
     carry = initial_carries(cell, model.layers, model.hidden, b)
-    tx = train.make_optimizer(p.train.learning_rate, p.train.clip_norm, schedule=p.train.schedule,
-                              steps=p.train.steps)
+    rate = train.make_schedule(p.train.learning_rate, p.train.schedule, p.train.steps)
+    tx = train.make_optimizer(rate, p.train.clip_norm)
     state = train.create_state(model, init_key, tx, np.zeros((b, t), np.int32), carry)
     loss_fn = train.charlm_loss(model)
     eval_step = train.make_eval_step(loss_fn)
@@ -40,7 +40,7 @@ def setup(params: Params, cell: str) -> dict:
         "max_nonfinite": p.train.max_nonfinite_steps,
         "checkpoints": resume.for_run(p.paths.checkpoints, f"train_charlm@{cell}", {"cell": cell, "charlm": p},
                                       prepared, p.train.checkpoint_every),
-        "learning_rate": train.make_schedule(p.train.learning_rate, p.train.schedule, p.train.steps),
+        "learning_rate": rate,
         "evaluate": lambda prm: {"valid_loss": inference.stream_loss(eval_step, prm, valid_ids, model, b, t)},
         "config": {"model": config, "chars": chars},
     }

@@ -26,7 +26,8 @@ def run(params: Params, cell: str) -> None:
 
     init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
     t = p.train
-    tx = train.make_optimizer(t.learning_rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
+    rate = train.make_schedule(t.learning_rate)
+    tx = train.make_optimizer(rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
                               rmsprop_decay=t.rmsprop_decay, momentum=t.momentum)
     state = train.create_state(model, init_key, tx, inputs_n[:2])
     rng = np.random.default_rng(p.train.seed)
@@ -40,7 +41,7 @@ def run(params: Params, cell: str) -> None:
         max_nonfinite=p.train.max_nonfinite_steps,
         checkpoints=resume.for_run(p.paths.checkpoints, f"train_forecast@{cell}", {"cell": cell, "forecast": p},
                                    p.paths.prepared, p.train.checkpoint_every),
-        learning_rate=train.make_schedule(t.learning_rate),
+        learning_rate=rate,
         curves=Curves(Path(p.paths.live) / f"forecast-{cell}"),
     )
     save_model(

@@ -11,7 +11,7 @@ from pipeline import artifacts, batches, inference, metrics, resume, text, train
 from pipeline.curves import Curves
 from pipeline.checkpoint import save_model
 from pipeline.models.seq2seq import Seq2Seq
-from pipeline.params import Params, ParamsError, model_kwargs
+from pipeline.params import Params, model_kwargs
 
 
 def run(params: Params, cell: str) -> None:
@@ -22,17 +22,13 @@ def run(params: Params, cell: str) -> None:
     valid_arrays = artifacts.read_npz(prepared / "valid.npz")
     config = {"src_vocab": len(vocab["src"]), "trg_vocab": len(vocab["trg"]),
               **model_kwargs(p.model, cell)}
-    try:
-        model = Seq2Seq(**config)
-        init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
-        example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
-        t = p.train
-        tx = train.make_optimizer(t.learning_rate, t.clip_norm, optimizer=t.optimizer,
-                                  schedule=t.schedule, steps=t.steps)
-        state = train.create_state(model, init_key, tx, example["src"], example["src_len"],
-                                   example["trg"][:, :-1])
-    except ValueError as err:  # an impossible combination of nmt.model options
-        raise ParamsError(f"params.yaml: nmt.model: {err}") from None
+    model = Seq2Seq(**config)  # params.py has rejected impossible option combinations
+    init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
+    example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
+    t = p.train
+    rate = train.make_schedule(t.learning_rate, t.schedule, t.steps)
+    tx = train.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer)
+    state = train.create_state(model, init_key, tx, example["src"], example["src_len"], example["trg"][:, :-1])
 
     loss_fn = train.nmt_loss(model, t.label_smoothing)
     eval_step = train.make_eval_step(loss_fn)
@@ -56,7 +52,7 @@ def run(params: Params, cell: str) -> None:
         max_nonfinite=t.max_nonfinite_steps,
         checkpoints=resume.for_run(p.paths.checkpoints, f"train_nmt@{cell}", {"cell": cell, "nmt": p},
                                    prepared, t.checkpoint_every),
-        learning_rate=train.make_schedule(t.learning_rate, t.schedule, t.steps),
+        learning_rate=rate,
         curves=Curves(Path(p.paths.live) / f"nmt-{cell}"),
     )
     save_model(Path(p.paths.models) / cell, state.params, {"model": config, "vocab": vocab})
