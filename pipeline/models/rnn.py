@@ -7,14 +7,19 @@ What makes it fast (benchmarks/rnn_speed.py measures it against plain Flax and P
   one weight matrix, so the scan body does one recurrent matmul and the gate arithmetic;
 - the loop runs time-major (``[time, batch, ...]``): a step reads and writes contiguous
   memory, and a stack of layers transposes once, not per layer;
-- the gate nonlinearities are one ``tanh`` over the whole gate slab (a sigmoid is
-  ``0.5 * tanh(x / 2) + 0.5``; the halving is folded into the weights before the loop),
-  so the step body is one matmul and a handful of fused elementwise kernels;
-- :func:`recurrence` has a custom VJP. Its forward pass keeps exactly what the backward
-  pass needs (gate activations and the carries); the backward scan does only the
-  recurrent matmul and the gate derivatives, and the recurrent weight gradient is
-  computed *after* the loop as one ``[hidden, time*batch] x [time*batch, gates]`` matmul
-  instead of ``time`` small ones;
+- every gate nonlinearity is a ``tanh`` (a sigmoid is ``0.5 * tanh(x / 2) + 0.5``; the
+  halving is folded into the weights before the loop), so the step body is one matmul
+  and a handful of fused elementwise kernels;
+- :func:`recurrence` has a custom VJP. The backward scan does only the recurrent matmul
+  and the few elementwise kernels that depend on the carry; the gate derivatives are
+  computed before it over all steps at once, and the recurrent weight gradient *after*
+  it as one ``[hidden, time*batch] x [time*batch, gates]`` matmul instead of ``time``
+  small ones;
+- the loop bodies stay within XLA:CPU's budget for running a loop body in order on one
+  thread (8 kernels): a step's outputs that do not feed the next step (the outputs
+  ``h``, the gate activations) are computed outside the loop over all steps at once, and
+  the inputs arrive split per gate, because a loop fusion that slices its step of a
+  gate slab runs several times slower (``benchmarks/step_cost.py`` measures both);
 - without padding (``mask=None``: the char LM, the forecaster, the NMT decoder) the step
   has no selects at all.
 
@@ -109,52 +114,80 @@ def _before(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
     return jnp.concatenate([first[None], seq[:-1]], 0)
 
 
+def _tiled(parts: Sequence[jax.Array]) -> jax.Array:
+    """One [..., k*hidden] slab of per-gate multipliers (the carry cotangents each gate's
+    derivative scales), so a backward step does one multiply over the whole gate slab."""
+    return jnp.concatenate(parts, -1)
+
+
+def _split(xs: jax.Array, gates: int) -> list[jax.Array]:
+    """A gate slab as one array per gate, split once before the loop: XLA:CPU runs a loop
+    fusion that slices its step of a slab several times slower than one that reads
+    whole per-gate arrays (benchmarks/step_cost.py)."""
+    return jnp.split(xs, gates, axis=-1)
+
+
+# XLA:CPU runs a loop body of at most 8 thunks (kernels) in order on the calling thread;
+# with more it dispatches each kernel to the thread pool, and on a 2-core VM every
+# hand-off costs several microseconds (benchmarks/step_cost.py). So the loop bodies below
+# hold only what depends on the carry: the recurrent matmul and the few fused elementwise
+# kernels of the new carry. Everything else (the outputs h, the backward step's gate
+# factors, the gate gradients) is computed over all steps at once outside the loop.
+
+
 def _lstm_forward(reverse, precision, wh, bh, carry, xp, mask):
-    s = _scales(wh.shape[0], "ssts")  # i f g o
-    xs, whs, b = (xp + bh) * s, _operand(wh * s, precision), 1.0 - s
+    hidden = wh.shape[0]
+    s = _scales(hidden, "ssts")  # i f g o
+    xs, whs = (xp + bh) * s, _operand(wh * s, precision)
 
     def body(carry, inputs):
         c, h = carry
-        x_t, m_t = inputs
-        act = jnp.tanh(x_t + matmul(h, whs, precision)) * s + b  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
-        i, f, g, o = jnp.split(act, 4, axis=-1)
-        c_new = f * c + i * g
+        xi, xf, xg, xo, m_t = inputs
+        z = matmul(h, whs, precision)
+        gate = lambda x, k: jnp.tanh(x + z[:, k * hidden:(k + 1) * hidden])  # noqa: E731
+        i, f, o = (0.5 * gate(x, k) + 0.5 for x, k in ((xi, 0), (xf, 1), (xo, 3)))
+        c_new = f * c + i * gate(xg, 2)
         h_new = o * jnp.tanh(c_new)
-        if m_t is not None:
-            c_new, h_new = jnp.where(m_t, c_new, c), jnp.where(m_t, h_new, h)
-        return (c_new, h_new), (act, c_new, h_new)
+        if m_t is None:
+            return (c_new, h_new), (z, c_new)
+        c_new, h_new = jnp.where(m_t, c_new, c), jnp.where(m_t, h_new, h)
+        return (c_new, h_new), (z, c_new, h_new)
 
-    return jax.lax.scan(body, carry, (xs, mask), reverse=reverse, unroll=UNROLL)
+    carry, res = jax.lax.scan(body, carry, (*_split(xs, 4), mask), reverse=reverse, unroll=UNROLL)
+    act = jnp.tanh(xs + res[0]) * s + (1.0 - s)  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+    hs = act[..., 3 * hidden:] * jnp.tanh(res[1]) if mask is None else res[2]
+    return carry, (act, res[1], hs)
 
 
 def _lstm_backward(reverse, precision, wh, carry0, res, mask, dcarry, dys):
     act, cs, hs = res
     c0, h0 = carry0
-    s = _scales(wh.shape[0], "ssts")
-    deriv = lambda a: s * s - (a - (1.0 - s)) ** 2  # noqa: E731  d act / d pre-activation
+    hidden = wh.shape[0]
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    tc = jnp.tanh(cs)
+    # d loss / d pre-activation of each gate = (dc or dh) * factor; derivatives folded in.
+    factors = _tiled([g * i * (1.0 - i), _before(cs, c0, reverse) * f * (1.0 - f), i * (1.0 - g * g),
+                      tc * o * (1.0 - o)])
+    dc_dh = o * (1.0 - tc * tc)  # d c / d h through h = o * tanh(c)
     wht = _operand(wh.T, precision)
 
     def body(dcarry, inputs):
         dc, dh = dcarry
-        dy, a, c_prev, c, m_t = inputs
-        i, f, g, o = jnp.split(a, 4, axis=-1)
-        tc = jnp.tanh(c)
+        dy, q, u, f_t, m_t = inputs
         dh_new = dh + dy
         if m_t is not None:
             dh_new, dc_in = jnp.where(m_t, dh_new, 0.0), jnp.where(m_t, dc, 0.0)
         else:
             dc_in = dc
-        dc_new = dh_new * o * (1.0 - tc * tc) + dc_in
-        dz = jnp.concatenate([dc_new * g, dc_new * c_prev, dc_new * i, dh_new * tc], -1) * deriv(a)
-        dh_prev, dc_prev = matmul(dz, wht, precision), dc_new * f
+        dc_new = dh_new * u + dc_in
+        dz = q * _tiled([dc_new, dc_new, dc_new, dh_new])
+        dh_prev, dc_prev = matmul(dz, wht, precision), dc_new * f_t
         if m_t is not None:
             dh_prev = dh_prev + jnp.where(m_t, 0.0, dh)
             dc_prev = dc_prev + jnp.where(m_t, 0.0, dc)
         return (dc_prev, dh_prev), dz
 
-    c_prev = _before(cs, c0, reverse)
-    dcarry0, dz = jax.lax.scan(body, dcarry, (dys, act, c_prev, cs, mask),
-                               reverse=not reverse, unroll=UNROLL)
+    dcarry0, dz = jax.lax.scan(body, dcarry, (dys, factors, dc_dh, f, mask), reverse=not reverse, unroll=UNROLL)
     return _weight_grads(_before(hs, h0, reverse), dz, dz, precision), dcarry0
 
 
@@ -164,44 +197,44 @@ def _gru_forward(reverse, precision, wh, bh, carry, xp, mask):
     xs, whs, bhs = xp * s, _operand(wh * s, precision), bh * s
 
     def body(h, inputs):
-        x_t, m_t = inputs
+        xr, xz, xn, m_t = inputs
         a = matmul(h, whs, precision) + bhs
-        rz = jnp.tanh(x_t[:, : 2 * hidden] + a[:, : 2 * hidden]) * 0.5 + 0.5
-        an = a[:, 2 * hidden:]
-        n = jnp.tanh(x_t[:, 2 * hidden:] + rz[:, :hidden] * an)
-        h_new = n + rz[:, hidden:] * (h - n)
+        r = jnp.tanh(xr + a[:, :hidden]) * 0.5 + 0.5
+        z = jnp.tanh(xz + a[:, hidden:2 * hidden]) * 0.5 + 0.5
+        n = jnp.tanh(xn + r * a[:, 2 * hidden:])
+        h_new = n + z * (h - n)
         if m_t is not None:
             h_new = jnp.where(m_t, h_new, h)
-        return h_new, (rz, n, an, h_new)
+        return h_new, (a, h_new)
 
-    carry, (rz, n, an, hs) = jax.lax.scan(body, carry, (xs, mask), reverse=reverse, unroll=UNROLL)
-    return carry, (rz, n, an, hs)
+    carry, (a, hs) = jax.lax.scan(body, carry, (*_split(xs, 3), mask), reverse=reverse, unroll=UNROLL)
+    return carry, (xs, a, hs)  # the gates are recomputed from xs and a, outside the loop
 
 
 def _gru_backward(reverse, precision, wh, h0, res, mask, dh, dys):
-    rz, n, an, hs = res
+    xs, a, hs = res
     hidden = wh.shape[0]
+    rz = jnp.tanh(xs[..., : 2 * hidden] + a[..., : 2 * hidden]) * 0.5 + 0.5
+    r, z, an = rz[..., :hidden], rz[..., hidden:], a[..., 2 * hidden:]
+    n = jnp.tanh(xs[..., 2 * hidden:] + r * an)
+    h_prev = _before(hs, h0, reverse)
+    dn = (1.0 - z) * (1.0 - n * n)  # d loss / d pre-activation of n, per unit of dh
+    factors = _tiled([dn * an * r * (1.0 - r), (h_prev - n) * z * (1.0 - z), dn * r])
     wht = _operand(wh.T, precision)
 
     def body(dh, inputs):
-        dy, rz_t, n_t, an_t, h_prev, m_t = inputs
-        r, z = rz_t[:, :hidden], rz_t[:, hidden:]
+        dy, q, z_t, m_t = inputs
         dh_new = dh + dy
         if m_t is not None:
             dh_new = jnp.where(m_t, dh_new, 0.0)
-        dpn = dh_new * (1.0 - z) * (1.0 - n_t * n_t)
-        dpz = dh_new * (h_prev - n_t) * z * (1.0 - z)
-        dpr = dpn * an_t * r * (1.0 - r)
-        da = jnp.concatenate([dpr, dpz, dpn * r], -1)
-        dh_prev = matmul(da, wht, precision) + dh_new * z
+        dh_prev = matmul(q * _tiled([dh_new, dh_new, dh_new]), wht, precision) + dh_new * z_t
         if m_t is not None:
             dh_prev = dh_prev + jnp.where(m_t, 0.0, dh)
-        return dh_prev, (da, dpn)
+        return dh_prev, dh_new
 
-    h_prev = _before(hs, h0, reverse)
-    dh0, (da, dpn) = jax.lax.scan(body, dh, (dys, rz, n, an, h_prev, mask),
-                                  reverse=not reverse, unroll=UNROLL)
-    dxp = jnp.concatenate([da[..., : 2 * hidden], dpn], -1)
+    dh0, dhs = jax.lax.scan(body, dh, (dys, factors, z, mask), reverse=not reverse, unroll=UNROLL)
+    da = factors * _tiled([dhs, dhs, dhs])
+    dxp = jnp.concatenate([da[..., : 2 * hidden], dhs * dn], -1)
     return _weight_grads(h_prev, da, dxp, precision), dh0
 
 
