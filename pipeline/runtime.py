@@ -5,13 +5,16 @@ malloc** (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``). XLA:CPU allocates each tra
 step's temporaries afresh, tens of megabytes that glibc maps from the kernel and hands
 back every step, so every step first-touches them again: 17,000 minor page faults per
 char-LM step at size S (67 MB), 30,000 at size M. With huge pages the same step takes
-about 550 faults. Measured on 2 cores (AMD EPYC, family 26), one process per setting,
-with ``python benchmarks/step_cost.py --malloc`` (see benchmarks/README.md):
+about 550 faults. Medians of 20 steps, one process per setting, 2 cores (AMD EPYC,
+family 26), at b2f4e0b; ``python benchmarks/step_cost.py`` (configurations
+``default`` and ``rnnpipe``) measures the same thing:
 
-    char-LM train step   glibc default   hugetlb=1
-    lstm-S               ~95 ms          ~69 ms
-    lstm-M               ~654 ms         ~508 ms
-    gru-M                ~463 ms         ~431 ms
+    char-LM train step   glibc default   hugetlb=1      PyTorch: default   hugetlb=1
+    lstm-S               ~95 ms          ~69 ms                  ~42 ms     ~41 ms
+    lstm-M               ~654 ms         ~508 ms                 ~587 ms    ~376 ms
+    gru-M                ~463 ms         ~431 ms                 ~809 ms    ~739 ms
+
+PyTorch gains too, so the benchmarks run every framework with it (benchmarks/rnn_speed.py).
 
 glibc reads the tunable once, when the process starts, so it cannot be set from Python
 inside the process that needs it. Two places set it: ``./dev`` exports it for everything
