@@ -6,8 +6,9 @@ batch 64, source and target length 25, Adam with gradient clipping at 1.0, float
 Two rows: without input feeding (the decoder's recurrence is one scan and attention one
 batched matmul) and with it (the decoder steps through time). PyTorch runs the model its
 users would write: ``nn.LSTM`` encoder and decoder (``nn.LSTMCell`` per layer when the
-attentional vector is fed back), ``bmm`` attention. Interleaved A B A B; median target
-tokens/s, min-max, the ratio.
+attentional vector is fed back), ``bmm`` attention. Each framework trains in its own
+process (rnn_speed.Worker), rounds interleaved A B A B; median target tokens/s, min-max,
+the ratio.
 
 Decoding: beam search (beam 5, GNMT length penalty, each source allowed twice its length)
 over 32 sources of 25 tokens with an untrained model, as a whole ``lax.while_loop`` in one
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rnn_speed import interleaved, machine_header, matmul_peak, warm_up, write_results  # noqa: E402
+from rnn_speed import interleaved, isolated, machine_header, matmul_peak, serve, write_results  # noqa: E402
 
 CFG = {"batch": 64, "src_len": 25, "trg_len": 25, "vocab": 8000, "embed": 256, "hidden": 256, "layers": 2}
 
@@ -157,10 +158,13 @@ class TorchNMT:
             self.opt.step()
 
 
+RUNNERS = {"jax": JaxNMT, "torch": TorchNMT}
+
+
 def bench_training(feed: bool, rounds: int, steps: int) -> dict:
-    runners, warmup = warm_up({"jax": lambda: JaxNMT(feed), "torch": lambda: TorchNMT(feed)})
+    argv = [__file__, "--steps", str(steps), "--feed", str(int(feed)), "--worker"]
     tokens = CFG["batch"] * CFG["trg_len"] * steps
-    rates = interleaved({name: lambda r=r: r.steps(steps) for name, r in runners.items()}, rounds, tokens)
+    rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens)
     flops = flops_per_target_token(feed)
     row = {"row": "nmt-luong" + ("-feed" if feed else ""), **CFG, "input_feeding": feed, "rounds": rounds,
            "steps_per_round": steps, "warmup_seconds": warmup}
@@ -222,7 +226,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4, help="train steps per round (default: %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/nmt-speed"))
+    ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--feed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        def make():
+            runner = RUNNERS[args.worker](bool(args.feed))
+            runner.round_steps = args.steps
+            return runner
+
+        return serve(make)
+    from pipeline import runtime
+
+    runtime.ensure([__file__, *sys.argv[1:]])  # the beam search runs here: same environment as the workers
 
     peak = matmul_peak()
     rows = []

@@ -6,9 +6,11 @@ cross-entropy, gradient clipping at 1.0, Adam) at two sizes:
     S: batch 32, 64 steps, hidden 256, 2 layers      M: batch 64, 100 steps, hidden 512, 2 layers
 
 A third column is the plain Flax model (``nn.RNN`` over ``OptimizedLSTMCell``/``GRUCell``).
-Each framework runs ``--rounds`` timed rounds of ``--steps`` train steps, interleaved
-A B C A B C so that all see the same machine state; after warm-up (compilation) is timed
-apart. Reported: median tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
+Each framework runs in its own process (:class:`Worker`: in one process their idle
+thread pools slowed each other about 2x) and does ``--rounds`` timed rounds of
+``--steps`` train steps, interleaved A B C A B C so that all see the same machine state;
+warm-up (compilation) is timed apart. All run under rnnpipe's runtime environment
+(pipeline/runtime.py: malloc huge pages), the same for every framework. Reported: median tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
 achieved GFLOP/s (matmul work of forward + backward, about 3x the forward) against a
 measured float32 matmul peak. Needs the benchmark extra (`pip install -e ".[bench]"`):
 
@@ -48,8 +50,11 @@ def flops_per_token(cell: str, hidden: int, layers: int, embed: int) -> float:
     return 3.0 * forward
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 matmul GFLOP/s (JAX/XLA on this machine's CPU)."""
+def matmul_peak(n: int = 2048, repeats: int = 30) -> float:
+    """Measured float32 matmul GFLOP/s (JAX/XLA on this machine's CPU): the fastest of
+    ``repeats``. On the shared 2-core VM the same call measured anywhere from 190 to 410
+    GFLOP/s from one run to the next, so every run measures its own and the percentages
+    of peak compare only within a run."""
     import jax
     import jax.numpy as jnp
 
@@ -64,39 +69,137 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def warm_up(makers: dict) -> tuple[dict, dict[str, float]]:
-    """Build each runner and run 2 steps (compilation, allocation); time that apart."""
-    runners, seconds = {}, {}
-    for name, make in makers.items():
-        t = time.perf_counter()
-        runners[name] = make()
-        runners[name].steps(2)
-        seconds[name] = round(time.perf_counter() - t, 2)
-    return runners, seconds
+class Worker:
+    """One framework's runner in its own process, driven over a pipe.
+
+    Frameworks share nothing but the machine: in one process, each one's idle thread pool
+    (XLA's, PyTorch's OpenMP) spins beside the other's work and both ran about half as
+    fast as alone on 2 cores. The worker builds its runner and runs 2 steps (compilation,
+    allocation; reported apart as warm-up), then runs ``steps`` per ``run`` request.
+    Every worker gets rnnpipe's runtime environment (pipeline/runtime.py), so all
+    frameworks run on the same allocator settings and a ratio compares the code.
+    """
+
+    def __init__(self, name: str, argv: list[str]):
+        import subprocess
+
+        from pipeline import runtime
+
+        self.name = name
+        env = runtime.environment(dict(os.environ, JAX_PLATFORMS="cpu"))
+        self.proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, text=True, bufsize=1)
+        self.warmup_seconds = self._reply("ready")
+
+    def _reply(self, what: str) -> float:
+        line = self.proc.stdout.readline()
+        if not line.startswith(what + " "):
+            self.proc.kill()
+            raise SystemExit(f"benchmark worker {self.name!r} failed (no {what!r}); its error is above")
+        return float(line.split()[1])
+
+    def run(self) -> float:
+        """Seconds for one round of ``steps``."""
+        self.proc.stdin.write("run\n")
+        return self._reply("done")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def interleaved(runs: dict, rounds: int, units: float) -> dict[str, dict[str, float]]:
+def serve(make) -> None:
+    """The worker side of :class:`Worker`: build, warm up, then time rounds on request."""
+    t = time.perf_counter()
+    runner = make()
+    runner.steps(2)
+    print(f"ready {time.perf_counter() - t:.2f}", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            t = time.perf_counter()
+            runner.steps(runner.round_steps)
+            print(f"done {time.perf_counter() - t:.6f}", flush=True)
+
+
+def isolated(workers: dict[str, list[str]], rounds: int, units: float) -> tuple[dict, dict[str, float]]:
+    """Start one :class:`Worker` per framework (one at a time, so warm-ups do not overlap),
+    then interleave their rounds A B C A B C. Returns per name the median, min and max of
+    ``units`` per second, and the warm-up seconds."""
+    started = {name: Worker(name, argv) for name, argv in workers.items()}
+    try:
+        rates = interleaved({name: w.run for name, w in started.items()}, rounds, units, timed_by_caller=False)
+    finally:
+        for w in started.values():
+            w.close()
+    return rates, {name: round(w.warmup_seconds, 2) for name, w in started.items()}
+
+
+def interleaved(runs: dict, rounds: int, units: float, timed_by_caller: bool = True) -> dict[str, dict[str, float]]:
     """Call each of ``runs`` in turn, A B C A B C, ``rounds`` times; per name the median,
-    min and max of ``units`` per second."""
+    min and max of ``units`` per second. With ``timed_by_caller=False`` each run returns
+    its own seconds (a worker process times itself, without the pipe)."""
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             t = time.perf_counter()
-            run()
-            rates[name].append(units / (time.perf_counter() - t))
+            seconds = run()
+            if timed_by_caller:
+                seconds = time.perf_counter() - t
+            rates[name].append(units / seconds)
     return {name: {"median": statistics.median(r), "min": min(r), "max": max(r)} for name, r in rates.items()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name with its family/model numbers and widest vector extension
+    (``/proc/cpuinfo``; a VM may report only "AMD EPYC", and the numbers tell Zen 4 from
+    Zen 5); ``platform.processor()`` elsewhere."""
+    try:
+        info: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        flags = info.get("flags", "").split()
+        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+        return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
+    except (OSError, KeyError):
+        return platform.processor() or platform.machine()
+
+
+def thp_mode() -> str:
+    """The kernel's transparent huge page mode (the bracketed word), or ``unknown``."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        return text.split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def machine_facts() -> dict:
+    """What produced a result: CPU model, cores, library versions, XLA flags in force."""
+    import jax
+    import jaxlib
+
+    from pipeline import runtime
+
+    facts = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+             "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+             "jax_devices": str(jax.devices()), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+             "glibc_tunables": runtime.environment().get("GLIBC_TUNABLES", ""), "transparent_hugepage": thp_mode()}
+    try:
+        import torch
+
+        facts.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    except ImportError:
+        facts["torch"] = None
+    return facts
 
 
 def machine_header(peak: float) -> tuple[dict, str]:
     """The machine's facts as a JSON record and as the results' first Markdown line."""
-    import jax
-    import torch
-
-    facts = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-             "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-             "jax_devices": str(jax.devices())}
-    line = (f"Measured float32 matmul peak: {peak:.0f} GFLOP/s ({os.cpu_count()} CPUs, jax {jax.__version__}, "
-            f"torch {torch.__version__}).")
+    facts = machine_facts()
+    line = (f"{facts['cpu']}, {facts['cores']} cores; measured float32 matmul peak {peak:.0f} GFLOP/s "
+            f"(jax {facts['jax']}, torch {facts['torch']}; every framework in its own process, "
+            f"GLIBC_TUNABLES={facts['glibc_tunables'] or 'unset'}, transparent huge pages {facts['transparent_hugepage']}).")
     return facts, line
 
 
@@ -237,13 +340,17 @@ class TorchRunner:
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+RUNNERS = {"jax": lambda cell, cfg, embed, precision: JaxRunner(cell, cfg, embed, precision),
+           "flax": lambda cell, cfg, embed, precision: FlaxRunner(cell, cfg, embed),
+           "torch": lambda cell, cfg, embed, precision: TorchRunner(cell, cfg, embed)}
+
+
 def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32") -> dict:
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
-    runners, warmup = warm_up({"jax": lambda: JaxRunner(cell, cfg, embed, precision),
-                               "flax": lambda: FlaxRunner(cell, cfg, embed),
-                               "torch": lambda: TorchRunner(cell, cfg, embed)})
-    rates = interleaved({name: lambda r=r: r.steps(steps) for name, r in runners.items()}, rounds, tokens)
+    argv = [__file__, "--rows", f"{cell}-{size}", "--steps", str(steps), "--embed", str(embed),
+            "--precision", precision, "--worker"]
+    rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens)
     flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
     name = f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}")
     row = {"row": name, **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps, "warmup_seconds": warmup}
@@ -255,6 +362,11 @@ def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precisi
     return row
 
 
+def _with_steps(runner, steps: int):
+    runner.round_steps = steps
+    return runner
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", nargs="+", default=["lstm-S", "lstm-M", "gru-S", "gru-M"])
@@ -264,7 +376,15 @@ def main() -> None:
     ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                     help="of our recurrent matmuls (the others stay float32)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
+    ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        cell, size = args.rows[0].split("-")
+        return serve(lambda: _with_steps(RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision),
+                                         args.steps))
+    from pipeline import runtime
+
+    runtime.ensure([__file__, *sys.argv[1:]])  # the matmul peak is measured here: same environment as the workers
 
     peak = matmul_peak()
     rows = []
