@@ -30,6 +30,7 @@ once, when the process starts:
     python benchmarks/step_cost.py                      # rnnpipe's runtime env against none
     python benchmarks/step_cost.py --configs default    # one configuration
     python benchmarks/step_cost.py --configs "x=--xla_cpu_multi_thread_eigen=false"
+    python benchmarks/step_cost.py --probes             # the two loop-body facts behind the core
 
 ``default`` is the process as Python starts it (no malloc huge pages, XLA's defaults);
 ``rnnpipe`` adds what pipeline/runtime.py sets; ``name=XLA_FLAGS`` is ``rnnpipe`` plus
@@ -167,6 +168,52 @@ def torch_row(cell: str, size: str, repeats: int) -> dict[str, float]:
             "torch_step_ms": step}
 
 
+def probes(repeats: int) -> list[str]:
+    """Two facts of XLA:CPU the core is built around, as Markdown lines (microseconds per
+    loop iteration, [32, 256] float32 arrays, 64 iterations):
+
+    - a scan body that writes k outputs, or runs k dependent kernels (plus the loop
+      counter's): at most 8 kernels run in order on the calling thread, more go through
+      the thread pool, one hand-off each;
+    - a body that reads its step of a [T, B, 4H] gate slab and slices the 4 gates, against
+      one that reads 4 per-gate [T, B, H] arrays.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    t, b, h = 64, 32, 256
+    k = jax.random.split(jax.random.key(0), 3)
+    x0, slab = jax.random.normal(k[0], (b, h)), jax.random.normal(k[1], (t, b, 4 * h))
+    gates = jnp.split(slab, 4, axis=-1)
+
+    def per_step(f, *args):
+        f = jax.jit(f)
+        return timed(lambda: jax.block_until_ready(f(*args)), repeats) * 1e6 / t
+
+    lines = ["| scan body | us per step |", "|---|---:|"]
+    for n in (1, 2, 4, 8):
+        outs = lambda x, n=n: jax.lax.scan(lambda c, _: (c * 0.99, tuple(c * (1.0 + j) for j in range(n))),  # noqa: E731
+                                           x, None, length=t)
+        lines.append(f"| {n} output(s) | {per_step(outs, x0):.2f} |")
+
+    def chain(x, n):
+        def body(c, _):
+            for _ in range(n):  # the barrier keeps each tanh its own kernel
+                c = jax.lax.optimization_barrier(jnp.tanh(c))
+            return c, None
+
+        return jax.lax.scan(body, x, None, length=t)[0]
+
+    for n in (1, 2, 4, 8):
+        lines.append(f"| {n} dependent kernel(s) | {per_step(lambda x, n=n: chain(x, n), x0):.2f} |")
+    sliced = lambda x, xs: jax.lax.scan(  # noqa: E731
+        lambda c, s: (c * s[:, :h] + s[:, h:2 * h] * s[:, 2 * h:3 * h] - s[:, 3 * h:], None), x, xs)[0]
+    split = lambda x, xs: jax.lax.scan(lambda c, s: (c * s[0] + s[1] * s[2] - s[3], None), x, xs)[0]  # noqa: E731
+    lines.append(f"| 4 gates sliced from the step of a slab | {per_step(sliced, x0, slab):.2f} |")
+    lines.append(f"| 4 gates from per-gate arrays | {per_step(split, x0, gates):.2f} |")
+    return lines
+
+
 def child(rows: list[str], repeats: int) -> None:
     """Run in a subprocess under one XLA_FLAGS: print one JSON object per row."""
     for spec in rows:
@@ -215,9 +262,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/step-cost"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probes", action="store_true",
+                    help="only the two XLA:CPU loop-body probes (kernel count, gate slicing), in this process")
     args = ap.parse_args()
     if args.child:
         return child(args.rows, args.repeats)
+    if args.probes:
+        print("\n".join(probes(args.repeats)))
+        return None
 
     from rnn_speed import machine_facts, write_results
 
