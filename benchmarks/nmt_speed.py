@@ -230,12 +230,7 @@ def main() -> None:
     ap.add_argument("--feed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        def make():
-            runner = RUNNERS[args.worker](bool(args.feed))
-            runner.round_steps = args.steps
-            return runner
-
-        return serve(make)
+        return serve(lambda: RUNNERS[args.worker](bool(args.feed)), args.steps)
     from pipeline import runtime
 
     runtime.ensure([__file__, *sys.argv[1:]])  # the beam search runs here: same environment as the workers

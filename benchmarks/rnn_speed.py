@@ -108,8 +108,9 @@ class Worker:
         self.proc.wait()
 
 
-def serve(make) -> None:
-    """The worker side of :class:`Worker`: build, warm up, then time rounds on request."""
+def serve(make, steps: int) -> None:
+    """The worker side of :class:`Worker`: build, warm up, then time rounds of ``steps``
+    train steps on request."""
     t = time.perf_counter()
     runner = make()
     runner.steps(2)
@@ -117,7 +118,7 @@ def serve(make) -> None:
     for line in sys.stdin:
         if line.strip() == "run":
             t = time.perf_counter()
-            runner.steps(runner.round_steps)
+            runner.steps(steps)
             print(f"done {time.perf_counter() - t:.6f}", flush=True)
 
 
@@ -362,11 +363,6 @@ def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precisi
     return row
 
 
-def _with_steps(runner, steps: int):
-    runner.round_steps = steps
-    return runner
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", nargs="+", default=["lstm-S", "lstm-M", "gru-S", "gru-M"])
@@ -380,8 +376,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         cell, size = args.rows[0].split("-")
-        return serve(lambda: _with_steps(RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision),
-                                         args.steps))
+        return serve(lambda: RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision), args.steps)
     from pipeline import runtime
 
     runtime.ensure([__file__, *sys.argv[1:]])  # the matmul peak is measured here: same environment as the workers
