@@ -6,8 +6,8 @@ cross-entropy, gradient clipping at 1.0, Adam) at two sizes:
     S: batch 32, 64 steps, hidden 256, 2 layers      M: batch 64, 100 steps, hidden 512, 2 layers
 
 A third column is the plain Flax model (``nn.RNN`` over ``OptimizedLSTMCell``/``GRUCell``).
-Each framework runs in its own process (:class:`Worker`: in one process their idle
-thread pools slowed each other about 2x) and does ``--rounds`` timed rounds of
+Each framework runs in its own process (:class:`Worker`: sharing one process, both ran
+about 1.6x slower than alone) and does ``--rounds`` timed rounds of
 ``--steps`` train steps, interleaved A B C A B C so that all see the same machine state;
 warm-up (compilation) is timed apart. All run under rnnpipe's runtime environment
 (pipeline/runtime.py: malloc huge pages), the same for every framework. Reported: median tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
@@ -72,9 +72,10 @@ def matmul_peak(n: int = 2048, repeats: int = 30) -> float:
 class Worker:
     """One framework's runner in its own process, driven over a pipe.
 
-    Frameworks share nothing but the machine: in one process, each one's idle thread pool
-    (XLA's, PyTorch's OpenMP) spins beside the other's work and both ran about half as
-    fast as alone on 2 cores. The worker builds its runner and runs 2 steps (compilation,
+    Frameworks share nothing but the machine. Sharing one process, rnnpipe and PyTorch
+    both ran about 1.6x slower than alone on 2 cores (at b2f4e0b, lstm-S: 13.5k and 23.4k
+    tok/s against 20.9k and 37.2k), most likely their thread pools (XLA's, PyTorch's
+    OpenMP) contending. The worker builds its runner and runs 2 steps (compilation,
     allocation; reported apart as warm-up), then runs ``steps`` per ``run`` request.
     Every worker gets rnnpipe's runtime environment (pipeline/runtime.py), so all
     frameworks run on the same allocator settings and a ratio compares the code.
