@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,7 +29,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from machine import machine_facts  # noqa: E402
 from pipeline import params as params_module, train  # noqa: E402
 from pipeline.stages import download, prepare_charlm, train_charlm  # noqa: E402
 
@@ -64,8 +65,7 @@ def main() -> int:
     doc = copy.deepcopy(doc)
     doc["sources"]["charlm"]["url"] = str(ROOT / doc["sources"]["charlm"]["url"])
     doc["charlm"]["train"].update(steps=args.steps, log_every=args.eval_every)
-    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
-                          "device": str(jax.devices()[0])},
+    record = {"machine": machine_facts(),
               "command": "python " + " ".join(sys.argv), "charlm": doc["charlm"], "cells": {}}
     with tempfile.TemporaryDirectory(prefix="rnnpipe-bench-") as scratch:
         old = Path.cwd()

@@ -19,7 +19,6 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,7 +29,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from machine import machine_facts  # noqa: E402
 from pipeline import params as params_module  # noqa: E402
 from pipeline.stages import download, evaluate_nmt, prepare_nmt, train_nmt  # noqa: E402
 
@@ -115,8 +116,7 @@ def main() -> int:
         kept = {r["config"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
         kept.update(fresh)
         rows = [kept[name] for name in CONFIGS if name in kept]
-    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "jax": jax.__version__, "device": str(jax.devices()[0])},
+    record = {"machine": machine_facts(),
               "command": "python benchmarks/nmt_quality.py", "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

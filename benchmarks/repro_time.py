@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_facts  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -51,7 +53,7 @@ def main() -> None:
         noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
         print(f"dvc repro (no-op): {min(noop):.2f}-{max(noop):.2f}s", flush=True)
         status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True).stdout
-    record = {"commit": commit, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    record = {"commit": commit, "machine": machine_facts(),
               "fresh_repro_seconds": round(full, 1), "noop_repro_seconds": [round(t, 2) for t in noop],
               "status_after": status.strip()}
     out = Path(args.out)

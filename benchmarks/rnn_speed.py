@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_facts  # noqa: E402
 
 VOCAB = 65
 CONFIGS = {"S": {"batch": 32, "time": 64, "hidden": 256, "layers": 2},
@@ -149,51 +151,6 @@ def interleaved(runs: dict, rounds: int, units: float, timed_by_caller: bool = T
                 seconds = time.perf_counter() - t
             rates[name].append(units / seconds)
     return {name: {"median": statistics.median(r), "min": min(r), "max": max(r)} for name, r in rates.items()}
-
-
-def cpu_model() -> str:
-    """The CPU's model name with its family/model numbers and widest vector extension
-    (``/proc/cpuinfo``; a VM may report only "AMD EPYC", and the numbers tell Zen 4 from
-    Zen 5); ``platform.processor()`` elsewhere."""
-    try:
-        info: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-        flags = info.get("flags", "").split()
-        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-        return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
-    except (OSError, KeyError):
-        return platform.processor() or platform.machine()
-
-
-def thp_mode() -> str:
-    """The kernel's transparent huge page mode (the bracketed word), or ``unknown``."""
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-        return text.split("[", 1)[1].split("]", 1)[0]
-    except (OSError, IndexError):
-        return "unknown"
-
-
-def machine_facts() -> dict:
-    """What produced a result: CPU model, cores, library versions, XLA flags in force."""
-    import jax
-    import jaxlib
-
-    from pipeline import runtime
-
-    facts = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-             "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-             "jax_devices": str(jax.devices()), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-             "glibc_tunables": runtime.environment().get("GLIBC_TUNABLES", ""), "transparent_hugepage": thp_mode()}
-    try:
-        import torch
-
-        facts.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:
-        facts["torch"] = None
-    return facts
 
 
 def machine_header(peak: float) -> tuple[dict, str]:

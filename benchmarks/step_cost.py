@@ -271,7 +271,8 @@ def main() -> None:
         print("\n".join(probes(args.repeats)))
         return None
 
-    from rnn_speed import machine_facts, write_results
+    from machine import machine_facts
+    from rnn_speed import write_results
 
     results = {}
     for spec in args.configs:
