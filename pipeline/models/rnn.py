@@ -162,7 +162,6 @@ def _lstm_forward(reverse, precision, wh, bh, carry, xp, mask):
 def _lstm_backward(reverse, precision, wh, carry0, res, mask, dcarry, dys):
     act, cs, hs = res
     c0, h0 = carry0
-    hidden = wh.shape[0]
     i, f, g, o = jnp.split(act, 4, axis=-1)
     tc = jnp.tanh(cs)
     # d loss / d pre-activation of each gate = (dc or dh) * factor; derivatives folded in.
