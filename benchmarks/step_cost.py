@@ -54,7 +54,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-SIZES = {"S": (32, 64, 256), "M": (64, 100, 512)}  # batch, time, hidden (rnn_speed.py's CONFIGS)
 COLUMNS = ["fwd", "mm_fwd", "bwd", "mm_bwd", "loop", "step_ms", "faults", "torch_fwd", "torch_bwd", "torch_mm",
            "torch_step_ms"]
 
@@ -81,7 +80,7 @@ def jax_row(cell: str, size: str, repeats: int) -> dict[str, float]:
     from pipeline.models.rnn import GATES, recurrence, zero_carry
     from rnn_speed import CONFIGS, JaxRunner
 
-    b, t, h = SIZES[size]
+    b, t, h = (CONFIGS[size][k] for k in ("batch", "time", "hidden"))
     g = GATES[cell] * h
     k = jax.random.split(jax.random.key(0), 4)
     wh = jax.random.normal(k[0], (h, g)) / h**0.5
@@ -141,7 +140,7 @@ def torch_row(cell: str, size: str, repeats: int) -> dict[str, float]:
 
     from rnn_speed import CONFIGS, TorchRunner
 
-    b, t, h = SIZES[size]
+    b, t, h = (CONFIGS[size][k] for k in ("batch", "time", "hidden"))
     torch.manual_seed(0)
     layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](h, h, batch_first=False)
     x = torch.randn(t, b, h, requires_grad=True)

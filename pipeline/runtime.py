@@ -4,10 +4,11 @@ One setting pays on the CPU machines we measured: **transparent huge pages for g
 malloc** (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``). XLA:CPU allocates each training
 step's temporaries afresh, tens of megabytes that glibc maps from the kernel and hands
 back every step, so every step first-touches them again: 17,000 minor page faults per
-char-LM step at size S (67 MB), 30,000 at size M. With huge pages the same step takes
-about 550 faults. Medians of 20 steps, one process per setting, 2 cores (AMD EPYC,
-family 26), at b2f4e0b; ``python benchmarks/step_cost.py`` (configurations
-``default`` and ``rnnpipe``) measures the same thing:
+char-LM step at size S (67 MB), 30,000 to 100,000 at size M (two probes that
+count differently). With huge pages the same step takes about 250 to 750. Medians of
+20 steps from an ad-hoc probe, one process per setting, on 2 cores (AMD EPYC family 26
+model 2), at b2f4e0b; ``python benchmarks/step_cost.py`` (configurations ``default``
+and ``rnnpipe``, train-step columns) measures the same thing:
 
     char-LM train step   glibc default   hugetlb=1      PyTorch: default   hugetlb=1
     lstm-S               ~95 ms          ~69 ms                  ~42 ms     ~41 ms
