@@ -34,15 +34,21 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def pipeline_env() -> dict[str, str]:
+    """The environment ``./dev`` gives the pipeline: this interpreter's virtual environment
+    first on PATH, offline, CPU only (the runtime settings come from ``python -m pipeline``)."""
+    venv_bin = Path(sys.executable).parent
+    return {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "JAX_PLATFORMS": "cpu",
+            "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--noop-runs", type=int, default=5, help="no-op re-runs to time (default: %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"))
     args = ap.parse_args()
 
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "JAX_PLATFORMS": "cpu",
-           "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = pipeline_env()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="rnnpipe-repro-") as tmp:

@@ -1,0 +1,74 @@
+"""Noise bands: how far a metric moves between two default runs that differ only in seed.
+
+``metrics/noise.json`` (measured by ``python benchmarks/noise.py``) holds, for every
+numeric metric of every metrics file, its values over a few seeds and their spread.
+:func:`classify` turns a change between two revisions into ``better``, ``worse`` or
+``within noise`` with it, and :func:`direction` says which way is better.
+
+The band of a metric is the range (max - min) of its values over the measured seeds: a
+change no larger than what changing the seed alone produced is noise. Metrics that do not
+depend on the seed (the statistical baselines, the data counts) get a band of 0, so any
+change to them is real on one machine; across machines, see the README.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
+NEUTRAL = ("pairs", "windows", "count", "signature", "decode")
+NOISE_FILE = Path("metrics/noise.json")
+
+
+def direction(metric: str) -> int:
+    """+1 if a higher value is better, -1 if lower is better, 0 for counts and labels."""
+    if any(n in metric for n in NEUTRAL):
+        return 0
+    return 1 if any(h in metric for h in HIGHER_IS_BETTER) else -1
+
+
+def bands(samples: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per metrics file and numeric metric: the values over the samples (one sample per
+    seed: ``{file: {metric: value}}``), their mean, standard deviation, min, max and band
+    (max - min). Lists (the per-horizon errors) and strings are left out."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
+        for path, metrics in sample.items():
+            for metric, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                values.setdefault(path, {}).setdefault(metric, []).append(float(value))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for path, metrics in sorted(values.items()):
+        for metric, vs in sorted(metrics.items()):
+            out.setdefault(path, {})[metric] = {
+                "values": vs, "mean": statistics.fmean(vs),
+                "std": statistics.stdev(vs) if len(vs) > 1 else 0.0,
+                "min": min(vs), "max": max(vs), "band": max(vs) - min(vs)}
+    return out
+
+
+def classify(metric: str, diff: float | None, band: float | None) -> str:
+    """``better``, ``worse``, ``within noise`` or ``""`` (no change, or a count/label).
+
+    ``band`` None (no measurement for this metric) classifies by direction alone."""
+    if diff is None or diff == 0 or math.isnan(diff) or direction(metric) == 0:
+        return ""
+    if band is not None and abs(diff) <= band:
+        return "within noise"
+    return "better" if (diff > 0) == (direction(metric) > 0) else "worse"
+
+
+def load(text: str | None) -> dict[str, Any]:
+    """The parsed noise file, or an empty record when there is none (``text`` None)."""
+    return json.loads(text) if text else {}
+
+
+def band_of(noise: Mapping[str, Any], path: str, metric: str) -> float | None:
+    """The measured band of ``metric`` in metrics file ``path``, or None."""
+    entry = noise.get("bands", {}).get(Path(path).as_posix(), {}).get(metric)
+    return None if entry is None else float(entry["band"])
