@@ -4,9 +4,14 @@ Compares two git revisions of this repository (NEW defaults to the workspace, OL
 HEAD), the way DVC's CML examples report on a pull request, but with no service and no
 network:
 
-- every metric of ``dvc metrics diff --all`` with its change, marked better or worse
-  (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to the
-  baselines down);
+- every metric of ``dvc metrics diff --all`` with its change, classified as better,
+  worse (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to
+  the baselines down) or *within noise*: no larger than the spread the same metric
+  showed over training seeds (``metrics/noise.json``, measured by
+  ``benchmarks/noise.py``; :mod:`pipeline.noise`);
+- a warning when the two revisions' metrics were produced on different machines or
+  software (the ``provenance`` each metrics file records): floats differ across CPUs, so
+  part of every difference may come from that;
 - every parameter that changed (``dvc params diff``);
 - every plot of ``dvc plots diff`` (dvc.yaml's top-level plots: the dvclive training
   curves, the forecaster's error by horizon and its forecast pictures), both revisions
@@ -31,12 +36,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline import vega
+from pipeline import noise, provenance, vega
 from pipeline.artifacts import atomic_dir
 from pipeline.errors import PipelineError
 
-HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
-NEUTRAL = ("pairs", "windows", "count", "signature", "decode")
+PROVENANCE = "provenance."
 
 
 class ReportError(PipelineError, RuntimeError):
@@ -66,10 +70,11 @@ def write_report(repo: Path, old: str, new: str | None, out: Path) -> str:
     metrics = _dvc_json(repo, "metrics", "diff", "--all", *revs)
     params = _dvc_json(repo, "params", "diff", *revs)
     new_name = new or "workspace"
+    bands = _noise(repo, new) or _noise(repo, old)
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as scratch:
         plots = _dvc_json(repo, "plots", "diff", *revs, "-o", scratch).get("data", {})
         images = _render(plots, Path(scratch), tmp)
-        markdown = _markdown(old, new_name, metrics, params, images)
+        markdown = _markdown(old, new_name, metrics, params, images, bands)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
         (tmp / "report.html").write_text(_html(markdown, tmp), encoding="utf-8")
     return markdown
@@ -114,11 +119,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
-def _direction(metric: str, diff: float | None) -> str:
-    if diff is None or diff == 0 or any(n in metric for n in NEUTRAL):
-        return ""
-    better = (diff > 0) == any(h in metric for h in HIGHER_IS_BETTER)
-    return "better" if better else "worse"
+def _noise(repo: Path, rev: str | None) -> dict[str, Any]:
+    """The noise bands of revision ``rev`` (None: the workspace), or {} if it has none."""
+    if rev is None:
+        path = repo / noise.NOISE_FILE
+        return noise.load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    done = subprocess.run(["git", "show", f"{rev}:{noise.NOISE_FILE.as_posix()}"], cwd=repo, capture_output=True,
+                          text=True)
+    return noise.load(done.stdout) if done.returncode == 0 else {}
+
+
+def _machines(metrics: dict) -> list[str]:
+    """Warnings for metrics files whose ``provenance`` differs between the revisions."""
+    warnings = []
+    for path, values in sorted(metrics.items()):
+        fields = {k[len(PROVENANCE):]: v for k, v in values.items() if k.startswith(PROVENANCE)}
+        old = {k: v["old"] for k, v in fields.items() if v.get("old") is not None}
+        new = {k: v["new"] for k, v in fields.items() if v.get("new") is not None}
+        if not old and not new:
+            continue
+        if not old or not new:
+            which = "old" if not old else "new"
+            warnings.append(f"- `{path}`: the {which} revision records no machine, so whether both came from the "
+                            "same kind of machine is unknown.")
+            continue
+        changed = provenance.differences(old, new)
+        if changed:
+            what = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+            warnings.append(f"- `{path}` was produced on a different machine or software ({what}).")
+    return warnings
 
 
 def _fmt(value: Any) -> str:
@@ -129,22 +158,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tuple[str, str]]) -> str:
+def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tuple[str, str]],
+              bands: dict[str, Any]) -> str:
     changed, same = [], []
     for path, values in sorted(metrics.items()):
         for metric, v in sorted(values.items()):
-            if isinstance(v.get("old", v.get("new")), (list, dict)):
+            if isinstance(v.get("old", v.get("new")), (list, dict)) or metric.startswith(PROVENANCE):
                 continue
             diff = v.get("diff")
             if v.get("old") != v.get("new"):
-                change = f"{diff:+,.4f}".rstrip("0").rstrip(".") if isinstance(diff, (int, float)) else "-"
-                verdict = _direction(metric, diff if isinstance(diff, (int, float)) else None)
-                changed.append(f"| {path} | {metric} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} | {change} | {verdict} |")
+                number = isinstance(diff, (int, float))
+                change = f"{diff:+,.4f}".rstrip("0").rstrip(".") if number else "-"
+                band = noise.band_of(bands, path, metric)
+                verdict = noise.classify(metric, diff if number else None, band)
+                shown = "-" if band is None else "±" + _fmt(round(band, 4))
+                changed.append(f"| {path} | {metric} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} | {change} | "
+                               f"{shown} | {verdict} |")
             else:
                 same.append(f"| {path} | {metric} | {_fmt(v.get('new'))} |")
-    lines = [f"## rnnpipe: `{new}` against `{old}`", "", "### Metrics that changed", ""]
+    lines = [f"## rnnpipe: `{new}` against `{old}`", ""]
+    machines = _machines(metrics)
+    if machines:
+        lines += ["> **Different machines.** The two revisions' metrics were not produced on the same kind of "
+                  "machine and software, and the same code and seeds give different floats on different CPUs: "
+                  "part of every difference below may come from that. The noise bands were measured on one "
+                  "machine only.", ">", *(f"> {w}" for w in machines), ""]
+    lines += ["### Metrics that changed", ""]
     if changed:
-        lines += ["| file | metric | old | new | change | |", "|---|---|---:|---:|---:|---|", *changed]
+        how = (f"noise bands from `{noise.NOISE_FILE.as_posix()}` ({bands.get('how', 'measured over seeds')}; "
+               f"seeds {bands.get('seeds')}, at {bands.get('commit')})" if bands else
+               f"no `{noise.NOISE_FILE.as_posix()}` in either revision: changes are not compared with noise")
+        lines += [f"A change no larger than its noise band is what changing the training seed alone produced: "
+                  f"{how}.", "",
+                  "| file | metric | old | new | change | noise band | |", "|---|---|---:|---:|---:|---:|---|",
+                  *changed]
     else:
         lines.append("None.")
     if same:

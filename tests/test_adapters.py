@@ -66,6 +66,24 @@ def test_a_highly_compressed_member_cannot_be_read_past_the_limit(tmp_path):
     assert read_member(archive, "fra.txt", 40_000).count(b"\n") == 10_000
 
 
+def test_an_absurd_compression_ratio_is_refused_before_reading(tmp_path, monkeypatch):
+    """A zip bomb within the size limit (here 8 MiB of zeros, about 8 kB deflated) is refused
+    from its header, naming the member and the ratio; nothing is inflated."""
+    archive = make_zip(tmp_path / "zeros.zip", {"_about.txt": ABOUT, "fra.txt": bytes(8 << 20)})
+    reads = []
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a, **k: reads.append(a) or pytest.fail("read"))
+    with pytest.raises(ArchiveError, match=r"zeros.zip: member 'fra.txt' would inflate \d+ bytes to 8388608 "
+                       r"\([\d,]+:1, over the 100:1 limit"):
+        tatoeba.pairs_from_zip(archive, 16 << 20)
+    assert not reads
+    monkeypatch.undo()
+    # real text at the same size passes: the embedded corpus' own ratio is far below the cap
+    text = make_zip(tmp_path / "text.zip", {"fra.txt": PAIRS * 40})
+    info = zipfile.ZipFile(text).getinfo("fra.txt")
+    assert info.file_size > (1 << 20) and info.file_size / info.compress_size < 100
+    assert len(tatoeba.pairs_from_zip(text, 16 << 20)) == 48_000
+
+
 def test_non_utf8_and_corrupt_archives_name_the_file(tmp_path):
     latin = make_zip(tmp_path / "latin.zip", {"fra.txt": "Go.\tVa à\n".encode("latin-1")})
     with pytest.raises(tatoeba.CorpusError, match=r"latin.zip:fra.txt: not UTF-8 at byte 7"):

@@ -116,6 +116,7 @@ def test_a_reviewers_workflow_works_offline(repo):
     report = sh(repo, sys.executable, "-m", "pipeline", "report", "HEAD").stdout
     assert "| params.yaml | forecast.train.learning_rate | 0.003 | 0.02 |" in report
     assert "| metrics/forecast-gru.json | mae |" in report
+    assert "Different machines" not in report  # both revisions' metrics came from this machine
     for name in ("forecast-loss", "forecast-grad-norm", "forecast-learning-rate", "nmt-loss"):
         assert f"![{name}]({name}.png)" in report
         assert (repo / "reports" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

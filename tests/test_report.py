@@ -15,9 +15,10 @@ from pipeline.report import ReportError, write_report
 from .test_e2e import sh
 
 
-def commit(repo: Path, bleu: float, loss: float, lr: float, curve: list[tuple[int, float]], message: str) -> None:
+def commit(repo: Path, bleu: float, loss: float, lr: float, curve: list[tuple[int, float]], message: str,
+           **extra) -> None:
     (repo / "metrics").mkdir(exist_ok=True)
-    (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": bleu, "valid_loss": loss, "pairs": 5}))
+    (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": bleu, "valid_loss": loss, "pairs": 5, **extra}))
     (repo / "params.yaml").write_text(f"nmt:\n  train:\n    learning_rate: {lr}\n    steps: 100\n")
     live = repo / "dvclive/nmt-lstm/plots/metrics"
     (live / "train").mkdir(parents=True, exist_ok=True)
@@ -50,8 +51,9 @@ def test_report_of_two_commits(repo, tmp_path):
     out = tmp_path / "review"
     md = write_report(repo, "HEAD~1", "HEAD", out)
     assert "## rnnpipe: `HEAD` against `HEAD~1`" in md
-    assert "| metrics/nmt-lstm.json | bleu | 20 | 22.5 | +2.5 | better |" in md
-    assert "| metrics/nmt-lstm.json | valid_loss | 2 | 2.25 | +0.25 | worse |" in md
+    assert "| metrics/nmt-lstm.json | bleu | 20 | 22.5 | +2.5 | - | better |" in md
+    assert "| metrics/nmt-lstm.json | valid_loss | 2 | 2.25 | +0.25 | - | worse |" in md
+    assert "changes are not compared with noise" in md and "Different machines" not in md
     assert "1 metric unchanged" in md and "| metrics/nmt-lstm.json | pairs | 5 |" in md
     assert "| params.yaml | nmt.train.learning_rate | 0.001 | 0.002 |" in md
     assert "steps" not in md.split("### Parameters that changed")[1].split("###")[0]  # unchanged params stay out
@@ -72,7 +74,7 @@ def test_report_of_two_commits(repo, tmp_path):
 def test_report_against_the_workspace(repo, tmp_path):
     (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": 30.0, "valid_loss": 2.25, "pairs": 5}))
     md = write_report(repo, "HEAD", None, tmp_path / "ws")
-    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 30 | +7.5 | better |" in md
+    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 30 | +7.5 | - | better |" in md
     assert "`workspace` against `HEAD`" in md and "Parameters that changed\n\nNone." in md
 
 
@@ -87,3 +89,34 @@ def test_report_command_line(repo):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "| bleu | 20 | 22.5 |" in done.stdout and (repo / "r/report.html").is_file()
+
+
+MACHINE_A = {"cpu": "AMD EPYC (family 26, model 2, AVX-512)", "cores": "2", "device": "1 x cpu", "jax": "0.10.2",
+             "jaxlib": "0.10.2", "xla_flags": ""}
+
+
+def test_report_classifies_changes_against_the_noise_bands(repo, tmp_path):
+    """Better, worse and within noise, on real commits, with bands as benchmarks/noise.py writes them."""
+    values = {"bleu": [22.0, 22.5, 23.0], "valid_loss": [2.2, 2.25, 2.3], "chrf": [40.0, 40.5, 41.0]}
+    bands = {"commit": "abc1234", "seeds": [0, 1, 2], "how": "three seeds",
+             "bands": {"metrics/nmt-lstm.json": {m: {"values": v, "band": max(v) - min(v)} for m, v in values.items()}}}
+    (repo / "metrics/noise.json").write_text(json.dumps(bands))
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8)], "bands measured", chrf=40.5, provenance=MACHINE_A)
+    commit(repo, 25.0, 2.4, 0.002, [(50, 2.7)], "a change", chrf=40.1, provenance=MACHINE_A)
+    md = write_report(repo, "HEAD~1", "HEAD", tmp_path / "r")
+    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 25 | +2.5 | ±1 | better |" in md
+    assert "| metrics/nmt-lstm.json | valid_loss | 2.25 | 2.4 | +0.15 | ±0.1 | worse |" in md
+    assert "| metrics/nmt-lstm.json | chrf | 40.5 | 40.1 | -0.4 | ±1 | within noise |" in md
+    assert "seeds [0, 1, 2], at abc1234" in md
+    assert "Different machines" not in md and "provenance" not in md  # same machine: no warning, no rows
+
+
+def test_report_warns_when_the_machines_differ(repo, tmp_path):
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8)], "on machine A", provenance=MACHINE_A)
+    intel = {**MACHINE_A, "cpu": "Intel(R) Xeon(R) Platinum (family 6, model 143, AVX-512)"}
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8)], "on machine B", provenance=intel)
+    md = write_report(repo, "HEAD~1", "HEAD", tmp_path / "r")
+    assert "**Different machines.**" in md and "part of every difference below may come from that" in md
+    assert "cpu: AMD EPYC (family 26, model 2, AVX-512) -> Intel(R) Xeon(R) Platinum" in md
+    md = write_report(repo, "HEAD~2", "HEAD", tmp_path / "r2")  # the older commit records no machine
+    assert "the old revision records no machine" in md

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -77,6 +79,12 @@ def test_charlm_stages(workdir, tiny_params):
     m = read_metrics(workdir, "charlm-gru.json")
     assert m["valid_bpc"] == pytest.approx(m["valid_loss"] / np.log(2), rel=1e-4)
     assert 0.5 < m["valid_loss"] < np.log(70)  # a few steps cannot be worse than uniform by much
+    machine = m["provenance"]  # what produced it, as strings (dvc metrics diff shows them as labels)
+    assert set(machine) == {"cpu", "cores", "device", "jax", "jaxlib", "xla_flags"}
+    assert machine["device"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+    assert machine["jax"] == jax.__version__ and machine["cores"] == str(os.cpu_count()) and machine["cpu"]
+    for name in ("nmt-lstm.json", "forecast-lstm.json", "forecast-lstm-horizon.json"):
+        assert read_metrics(workdir, name)["provenance"] == machine, name
     sample = (workdir / "samples/charlm-gru-sample.txt").read_text()
     assert sample.startswith(tiny_params.charlm.sample.prime)
     assert len(sample) == len(tiny_params.charlm.sample.prime) + tiny_params.charlm.sample.length + 1

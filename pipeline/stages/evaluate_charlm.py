@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, inference, metrics, text, train
+from pipeline import artifacts, inference, metrics, provenance, text, train
 from pipeline.checkpoint import load_model
 from pipeline.models.charlm import CharLM
 from pipeline.params import Params
@@ -31,7 +31,7 @@ def run(params: Params, cell: str) -> None:
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")
     artifacts.write_json(
         Path(p.paths.metrics) / f"charlm-{cell}.json",
-        {"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)},
+        provenance.stamped({"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)}),
     )
     print(f"evaluate_charlm@{cell}: {nats:.4f} nats/char = {metrics.bits_per_char(nats):.4f} bpc")
     print(sample[:300])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, metrics, plots, windows
+from pipeline import artifacts, metrics, plots, provenance, windows
 from pipeline.baselines import METHODS
 from pipeline.checkpoint import load_model
 from pipeline.models.forecaster import Forecaster
@@ -51,11 +51,11 @@ def run(params: Params, cell: str) -> None:
     by_h.update({name: metrics.forecast_errors(f, truth, axis=0, scale=scale) for name, f in baselines.items()})
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
     scores["horizons_beating_naive"] = len(beats)
-    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", scores)
-    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", {
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores))
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", provenance.stamped({
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
-    })
+    }))
     naive = baselines["naive"]
     rows = [
         {"step": h + 1, "mae": float(by_h["model"]["mae"][h]),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jax
 
-from pipeline import artifacts, inference, metrics, text
+from pipeline import artifacts, inference, metrics, provenance, text
 from pipeline.checkpoint import load_model
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.params import NmtDecode, Params
@@ -45,7 +45,7 @@ def run(params: Params, cell: str) -> None:
             else:
                 results[f"{prefix}bleu_{method}"] = scores["bleu"]
     results["decode"] = p.decode.method if p.decode.method != "beam" else f"beam{p.decode.beam_size}"
-    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", results)
+    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", provenance.stamped(results))
     gain = f" (greedy {results['bleu_greedy']:.2f})" if "bleu_greedy" in results else ""
     print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f}, "
           f"dev BLEU {results['valid_bleu']:.2f}, {results['decode']} ({results['bleu_signature']})")

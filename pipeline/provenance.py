@@ -1,0 +1,61 @@
+"""What produced a result: the machine and the numerical stack, recorded in every metrics
+file (``provenance``) and every benchmark result.
+
+The same code, seeds and data give different floats on different CPUs (XLA picks its
+kernels for the instruction set it finds), so a metric is comparable only with the
+machine it came from. ``rnnpipe report`` compares these fields between two revisions and
+warns when they differ.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name with its family/model numbers and widest vector extension
+    (``/proc/cpuinfo``; a VM may report only "AMD EPYC", and the numbers tell Zen 4 from
+    Zen 5); ``platform.processor()`` elsewhere."""
+    try:
+        info: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        flags = info.get("flags", "").split()
+        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+        return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
+    except (OSError, KeyError):
+        return platform.processor() or platform.machine()
+
+
+def thp_mode() -> str:
+    """The kernel's transparent huge page mode (the bracketed word), or ``unknown``."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        return text.split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def facts() -> dict[str, str]:
+    """The fields a metrics file records: CPU, cores, the JAX device kind and count, the
+    jax/jaxlib versions and the XLA flags in force. All strings, so that ``dvc metrics
+    diff`` shows a change of machine as a changed label, never as a number."""
+    import jax
+    import jaxlib
+
+    devices = jax.devices()
+    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "device": f"{len(devices)} x {devices[0].device_kind}",
+            "jax": jax.__version__, "jaxlib": jaxlib.__version__, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def differences(old: dict[str, str], new: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    """The provenance fields whose values differ, ``{field: (old, new)}``."""
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def stamped(scores: dict) -> dict:
+    """``scores`` with a ``provenance`` entry: what every metrics file is written as."""
+    return {**scores, "provenance": facts()}
