@@ -1,29 +1,45 @@
 """The process environment rnnpipe runs its CPU work in, set by rnnpipe itself.
 
-One setting pays on the CPU machines we measured: **transparent huge pages for glibc's
-malloc** (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``). XLA:CPU allocates each training
-step's temporaries afresh, tens of megabytes that glibc maps from the kernel and hands
-back every step, so every step first-touches them again: 17,000 minor page faults per
-char-LM step at size S (67 MB), 30,000 to 100,000 at size M (two probes that
-count differently). With huge pages the same step takes about 250 to 750. Medians of
-20 steps from an ad-hoc probe, one process per setting, on 2 cores (AMD EPYC family 26
-model 2), at b2f4e0b; ``python benchmarks/step_cost.py`` (configurations ``default``
-and ``rnnpipe``, train-step columns) measures the same thing:
+XLA:CPU gives every run of a compiled program one block of temporaries (73 MB for a
+char-LM train step at size S), allocated with malloc when the step starts and freed
+when it ends. glibc maps a block that large from the kernel and unmaps it again every
+step, so every step first-touches fresh memory: the kernel zeroes it page by page
+(17,000 minor faults per lstm-S step), and the kernels that write it first (broadcasts,
+the first matmuls) run at page-fault speed. Four glibc malloc settings
+(``GLIBC_TUNABLES``) stop that:
 
-    char-LM train step   glibc default   hugetlb=1      PyTorch: default   hugetlb=1
-    lstm-S               ~95 ms          ~69 ms                  ~42 ms     ~41 ms
-    lstm-M               ~654 ms         ~508 ms                 ~587 ms    ~376 ms
-    gru-M                ~463 ms         ~431 ms                 ~809 ms    ~739 ms
+- ``glibc.malloc.hugetlb=1``: transparent huge pages for what malloc maps, 2 MB per
+  fault instead of 4 kB (17,000 faults a step become about 500);
+- ``glibc.malloc.arena_max=1``, ``glibc.malloc.mmap_max=0``: every block comes from the
+  main heap, never from a mapping of its own (a thread's own arena maps any block over
+  64 MB, whatever ``mmap_max`` says, so one arena is needed for the next setting to hold);
+- ``glibc.malloc.trim_threshold=1073741824``: up to 1 GiB of freed heap stays with the
+  process, so the next step reuses the same, already-touched block (0 faults a step).
 
-PyTorch gains too, so the benchmarks run every framework with it (benchmarks/rnn_speed.py).
+Measured on 2 cores (AMD EPYC family 26 model 2), one process per setting, two rounds
+interleaved, median ms per char-LM train step (benchmarks/rnn_speed.py's models) and
+minor page faults per step; an ad-hoc probe at 2158f2b (``python benchmarks/step_cost.py``
+compares no settings against these, in its train-step columns):
 
-glibc reads the tunable once, when the process starts, so it cannot be set from Python
-inside the process that needs it. Two places set it: ``./dev`` exports it for everything
-it runs (dvc repro and every stage under it, the tests), and ``python -m pipeline``
-re-executes itself once with it when started without (:func:`ensure`). It only asks the
-kernel for huge pages where ``/sys/kernel/mm/transparent_hugepage/enabled`` allows them
-(``always`` or ``madvise``); elsewhere, and on non-glibc systems, it changes nothing.
-``RNNPIPE_RUNTIME_ENV=0`` turns it off (to measure without it).
+    train step       hugetlb=1 only          all four
+    JAX lstm-S       88 ms,  539 faults      86 ms,   0 faults
+    JAX lstm-M       702 ms, 657 faults      599 ms, 70 faults
+    JAX gru-S        78 ms,  206 faults      74 ms,   0 faults
+    JAX gru-M        515 ms, 644 faults      485 ms, 12 faults
+    PyTorch lstm-S   43 ms,  7 faults        53 ms,   0 faults   (min 37.7 / 35.8 ms)
+    PyTorch lstm-M   505 ms, 1908 faults     378 ms,  9 faults
+
+and before any of them (b2f4e0b): 17,000 faults and ~95 ms per JAX lstm-S step, 654 ms
+at lstm-M. PyTorch gains too, so the benchmarks run every framework with them.
+
+glibc reads the tunables once, when the process starts, so they cannot be set from Python
+inside the process that needs them. Two places set them: ``./dev`` exports
+:func:`environment`'s value for everything it runs (dvc repro and every stage under it,
+the tests), and ``python -m pipeline`` re-executes itself once with them when started
+without (:func:`ensure`). A user's own setting of any of these keys wins.
+``RNNPIPE_RUNTIME_ENV=0`` turns them all off (to measure without them). On a system
+without glibc they change nothing. They change no result: the same floats come out
+(``benchmarks/determinism.py`` hashes the parameters).
 
 XLA flags were measured too and none is set: see the closing note of issue 15 and
 benchmarks/results/step-cost.md.
@@ -34,20 +50,25 @@ from __future__ import annotations
 import os
 import sys
 
-TUNABLE = "glibc.malloc.hugetlb=1"
+TUNABLES = (
+    "glibc.malloc.hugetlb=1",
+    "glibc.malloc.arena_max=1",
+    "glibc.malloc.mmap_max=0",
+    "glibc.malloc.trim_threshold=1073741824",
+)
 _MARK = "RNNPIPE_RUNTIME_ENV"
 
 
 def environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default ``os.environ``) with rnnpipe's runtime settings added; a user's
-    own ``GLIBC_TUNABLES`` entries are kept, and one that sets ``glibc.malloc.hugetlb``
-    wins over ours."""
+    own ``GLIBC_TUNABLES`` entries are kept, and one that sets any of :data:`TUNABLES`'
+    keys wins over ours."""
     env = dict(os.environ if base is None else base)
     if env.get(_MARK) == "0":
         return env
     tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
-    if not any(t.split("=", 1)[0] == TUNABLE.split("=", 1)[0] for t in tunables):
-        tunables.append(TUNABLE)
+    users = {t.split("=", 1)[0] for t in tunables}
+    tunables += [t for t in TUNABLES if t.split("=", 1)[0] not in users]
     env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
 
@@ -69,3 +90,7 @@ def ensure(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+if __name__ == "__main__":  # ./dev: print the GLIBC_TUNABLES value to export (empty: none)
+    print(environment().get("GLIBC_TUNABLES", ""))
