@@ -14,7 +14,7 @@ seeds and the machine's facts) plus a Markdown table beside the other results. S
 values are also compared with the committed metrics: equal values mean this machine
 reproduces the commit bit for bit.
 
-    python benchmarks/noise.py                 # seeds 0-3: about 35-40 minutes on 2 cores
+    python benchmarks/noise.py                 # seeds 0-3: 40-60 minutes on 2 cores
     python benchmarks/noise.py --seeds 0 1 2   # fewer runs
 
 ``rnnpipe report`` and ``dvc metrics diff`` readers use the bands to tell a real change from
