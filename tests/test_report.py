@@ -120,3 +120,9 @@ def test_report_warns_when_the_machines_differ(repo, tmp_path):
     assert "cpu: AMD EPYC (family 26, model 2, AVX-512) -> Intel(R) Xeon(R) Platinum" in md
     md = write_report(repo, "HEAD~2", "HEAD", tmp_path / "r2")  # the older commit records no machine
     assert "the old revision records no machine" in md
+    # a metrics file that only the new revision has is new, not a change of machine
+    (repo / "dvc.yaml").write_text((repo / "dvc.yaml").read_text().replace(
+        "metrics:\n", "metrics:\n- metrics/charlm-gru.json\n"))
+    (repo / "metrics/charlm-gru.json").write_text(json.dumps({"valid_loss": 1.6, "provenance": intel}))
+    md = write_report(repo, "HEAD", None, tmp_path / "r3")
+    assert "charlm-gru.json` was produced" not in md and "charlm-gru.json`: the" not in md
