@@ -8,7 +8,6 @@ the CPU it came from cannot be compared with anything.
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from pathlib import Path
@@ -17,18 +16,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def thp_mode() -> str:
+    """The kernel's transparent huge page mode (the bracketed word), or ``unknown``."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        return text.split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
 def machine_facts() -> dict:
-    """What produced a result: CPU model, cores, library versions, the XLA flags and malloc
-    settings in force (torch's version where it is installed)."""
-    import jax
-    import jaxlib
+    """What produced a result: what every metrics file records (:func:`pipeline.provenance.facts`:
+    CPU, cores, devices, jax/jaxlib, XLA flags), plus the platform, Python, the malloc
+    settings in force and torch's version where it is installed."""
+    from pipeline import provenance, runtime
 
-    from pipeline import runtime
-    from pipeline.provenance import cpu_model, thp_mode
-
-    facts = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-             "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-             "jax_devices": str(jax.devices()), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    facts = {**provenance.facts(), "platform": platform.platform(), "python": platform.python_version(),
              "glibc_tunables": runtime.environment().get("GLIBC_TUNABLES", ""), "transparent_hugepage": thp_mode()}
     try:
         import torch

@@ -1,5 +1,6 @@
 """What produced a result: the machine and the numerical stack, recorded in every metrics
-file (``provenance``) and every benchmark result.
+file (``provenance``) and, with a few more fields, every benchmark result
+(benchmarks/machine.py).
 
 The same code, seeds and data give different floats on different CPUs (XLA picks its
 kernels for the instruction set it finds), so a metric is comparable only with the
@@ -28,15 +29,6 @@ def cpu_model() -> str:
         return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
     except (OSError, KeyError):
         return platform.processor() or platform.machine()
-
-
-def thp_mode() -> str:
-    """The kernel's transparent huge page mode (the bracketed word), or ``unknown``."""
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-        return text.split("[", 1)[1].split("]", 1)[0]
-    except (OSError, IndexError):
-        return "unknown"
 
 
 def facts() -> dict[str, str]:

@@ -136,9 +136,8 @@ def _machines(metrics: dict) -> list[str]:
         fields = {k[len(PROVENANCE):]: v for k, v in values.items() if k.startswith(PROVENANCE)}
         old = {k: v["old"] for k, v in fields.items() if v.get("old") is not None}
         new = {k: v["new"] for k, v in fields.items() if v.get("new") is not None}
-        if not old and not new or all(v.get("old") is None for v in values.values()) \
-                or all(v.get("new") is None for v in values.values()):
-            continue  # no provenance, or a file only one revision has: nothing to compare
+        if not fields or any(all(v.get(side) is None for v in values.values()) for side in ("old", "new")):
+            continue  # no provenance in either revision, or a file only one revision has
         if not old or not new:
             which = "old" if not old else "new"
             warnings.append(f"- `{path}`: the {which} revision records no machine, so whether both came from the "
