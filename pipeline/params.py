@@ -49,6 +49,14 @@ Fraction = Annotated[float, Range(gt=0, lt=1)]
 TopP = Annotated[float, Range(gt=0, le=1)]
 Cell = Literal["lstm", "gru"]
 Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
+Kernel = Literal["auto", "scan", "onednn"]  # how LSTM layers run (pipeline.models.rnn.use_onednn)
+
+
+def _kernel_check(model: Any, section: str) -> str | None:
+    if model.kernel == "onednn" and model.precision != "float32":
+        return (f"'{section}.kernel' is 'onednn' with '{section}.precision' {model.precision!r}: "
+                "the oneDNN LSTM kernel runs in float32; use kernel auto or scan")
+    return None
 
 
 class ParamsError(PipelineError, ValueError):
@@ -158,8 +166,11 @@ class NmtModel:
     tie_embeddings: bool
     dropout: Rate
     precision: Precision
+    kernel: Kernel
 
     def cross_check(self, section: str) -> str | None:
+        if problem := _kernel_check(self, section):
+            return problem
         if self.input_feeding and self.attention == "none":
             return (f"'{section}.input_feeding' is true but '{section}.attention' is 'none': input "
                     "feeding feeds the attentional vector, so it needs attention")
@@ -226,6 +237,10 @@ class CharlmModel:
     layers: PosInt
     dropout: Rate
     precision: Precision
+    kernel: Kernel
+
+    def cross_check(self, section: str) -> str | None:
+        return _kernel_check(self, section)
 
 
 @dataclass(frozen=True)
@@ -291,6 +306,10 @@ class ForecastModel:
     layers: PosInt
     dropout: Rate
     precision: Precision
+    kernel: Kernel
+
+    def cross_check(self, section: str) -> str | None:
+        return _kernel_check(self, section)
 
 
 @dataclass(frozen=True)

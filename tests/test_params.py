@@ -63,6 +63,7 @@ def with_value(raw, path, value):
         (("nmt", "model", "hidden"), True, r"'nmt.model.hidden' must be int, got bool"),
         (("nmt", "model", "attention"), "luong", r"'nmt.model.attention' is 'luong'; expected one of none, dot, general, scaled, bahdanau"),
         (("charlm", "model", "cells"), ["lstm", "rnn"], r"'charlm.model.cells\[1\]' is 'rnn'"),
+        (("nmt", "model", "kernel"), "cudnn", r"'nmt.model.kernel' is 'cudnn'; expected one of auto, scan, onednn"),
         (("nmt", "data", "buckets"), [], r"'nmt.data.buckets' must be a non-empty list"),
         (("forecast", "train"), [1, 2], r"section 'forecast.train' must be a mapping"),
     ],
@@ -102,6 +103,10 @@ def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, 
          r"'nmt.model.input_feeding' is true but 'nmt.model.attention' is 'none'"),
         ({("nmt", "model", "attention"): "dot", ("nmt", "model", "bidirectional"): True},
          r"'nmt.model.attention' is 'dot' with 'nmt.model.bidirectional' true"),
+        ({("charlm", "model", "kernel"): "onednn", ("charlm", "model", "precision"): "bfloat16"},
+         r"'charlm.model.kernel' is 'onednn' with 'charlm.model.precision' 'bfloat16'"),
+        ({("forecast", "model", "kernel"): "onednn", ("forecast", "model", "precision"): "bfloat16"},
+         r"'forecast.model.kernel' is 'onednn' with 'forecast.model.precision' 'bfloat16'"),
     ],
 )
 def test_rules_between_keys_name_both_keys(real_params_dict, changes, pattern):

@@ -88,8 +88,8 @@ def to_ours(cell, ref):
     return {"wi": wi, "wh": wh, "bi": bi, "bh": bh}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_layer_matches_flax_reference_cell(cell, inputs):
+@pytest.mark.parametrize("cell,kernel", [("lstm", "scan"), ("lstm", "onednn"), ("gru", "scan")])
+def test_layer_matches_flax_reference_cell(cell, kernel, inputs):
     x, _, _ = inputs
     ref_cell = nn.LSTMCell(H) if cell == "lstm" else nn.GRUCell(H)
     carry0 = ref_cell.initialize_carry(jax.random.key(0), (B, D))
@@ -99,7 +99,7 @@ def test_layer_matches_flax_reference_cell(cell, inputs):
     for t in range(T):
         carry, y = ref_cell.apply({"params": ref_params}, carry, x[:, t])
         ref_ys.append(y)
-    ours = RNNLayer(cell, H)
+    ours = RNNLayer(cell, H, kernel=kernel)
     got_carry, got_ys = ours.apply({"params": to_ours(cell, ref_params)}, x)
     np.testing.assert_allclose(got_ys, jnp.stack(ref_ys, 1), atol=1e-5)
     np.testing.assert_allclose(
@@ -181,7 +181,7 @@ def test_core_forward_and_gradient_equal_flax_cells(cell, reverse, padded, input
         carry0 = tuple(carry0)  # flax's LSTM carry is (c, h), as ours
 
     def ours(p, x, carry):
-        layer = RNNLayer(cell, H, reverse=reverse)
+        layer = RNNLayer(cell, H, reverse=reverse, kernel="scan")  # oneDNN: tests/test_kernels.py
         return layer.apply({"params": p}, x, mask if padded else None, carry)
 
     def ref(p, x, carry):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from pipeline.models.rnn import Cell, Precision, StackedRNN
+from pipeline.models.rnn import Cell, Kernel, Precision, StackedRNN
 
 
 class CharLM(nn.Module):
@@ -19,13 +19,15 @@ class CharLM(nn.Module):
     dropout: float
     input: str = "embedding"  # "embedding" | "onehot" (char-rnn's original input)
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
+    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
 
     def setup(self):
         if self.input not in ("embedding", "onehot"):
             raise ValueError(f"input must be embedding or onehot, got {self.input!r}")
         if self.input == "embedding":
             self.embedding = nn.Embed(self.vocab, self.embed)
-        self.rnn = StackedRNN(self.cell, self.hidden, self.layers, self.dropout, precision=self.precision)
+        self.rnn = StackedRNN(self.cell, self.hidden, self.layers, self.dropout, precision=self.precision,
+                              kernel=self.kernel)
         self.drop = nn.Dropout(self.dropout)
         self.project = nn.Dense(self.vocab)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pipeline.models.rnn import Cell, Precision, StackedRNN
+from pipeline.models.rnn import Cell, Kernel, Precision, StackedRNN
 
 
 class Forecaster(nn.Module):
@@ -24,12 +24,13 @@ class Forecaster(nn.Module):
     dropout: float
     output_len: int
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
+    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
 
     @nn.compact
     def __call__(self, inputs, train: bool = False):
         batch = inputs.shape[0]
         rnn = lambda name: StackedRNN(self.cell, self.hidden, self.layers, self.dropout,  # noqa: E731
-                                      precision=self.precision, name=name)
+                                      precision=self.precision, kernel=self.kernel, name=name)
         carries, _ = rnn("encoder")(inputs, train=train)
         clock = jnp.arange(self.output_len, dtype=jnp.float32) / self.output_len
         dec_in = jnp.broadcast_to(clock[None, :, None], (batch, self.output_len, 1))

@@ -23,6 +23,10 @@ What makes it fast (benchmarks/rnn_speed.py measures it against plain Flax and P
 - without padding (``mask=None``: the char LM, the forecaster, the NMT decoder) the step
   has no selects at all.
 
+LSTM layers can instead run on oneDNN's fused LSTM (``kernel``, :func:`use_onednn`):
+the primitive PyTorch's ``nn.LSTM`` runs on the CPU, called through XLA's FFI
+(:mod:`pipeline.kernels.onednn`). The parameters are the same on both paths.
+
 ``unroll=1``: unrolling 2 or 4 steps measured no faster on CPU (char-LM S, 2 cores).
 
 Carries: LSTM ``(c, h)``, GRU ``h``, each <float32>[batch, hidden].
@@ -34,6 +38,7 @@ input-feeding decoder, which must step through time itself, calls.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Any, Callable, Literal, Sequence
 
@@ -46,6 +51,7 @@ Cell = Literal["lstm", "gru"]
 GATES = {"lstm": 4, "gru": 3}
 UNROLL = 1
 Precision = Literal["float32", "bfloat16"]
+Kernel = Literal["auto", "scan", "onednn"]
 
 
 def matmul(a: jax.Array, b: jax.Array, precision: Precision = "float32") -> jax.Array:
@@ -92,6 +98,47 @@ def zero_carry(cell: Cell, batch: int, hidden: int) -> Carry:
 def initial_carries(cell: Cell, layers: int, hidden: int, batch: int) -> list[Carry]:
     """Zero carries, one per layer of a unidirectional :class:`StackedRNN`."""
     return [zero_carry(cell, batch, hidden) for _ in range(layers)]
+
+
+# -- the kernel choice -------------------------------------------------------------------
+
+_warned: set[str] = set()
+
+
+def use_onednn(kernel: Kernel, cell: Cell, padded: bool, precision: Precision) -> bool:
+    """Whether a layer runs on oneDNN's fused LSTM (:mod:`pipeline.kernels.onednn`).
+
+    Only an LSTM layer without padding (``mask=None``) in float32 can. ``kernel``:
+    ``scan`` never; ``onednn`` always when it can, and an error if the kernel cannot run
+    here; ``auto`` when the kernel can run and there is a single CPU device (XLA's
+    partitioner cannot split a custom call across devices, so a data-parallel run
+    keeps the scan), else the scan, with one warning if the CPU kernel failed to load.
+    """
+    if kernel not in ("auto", "scan", "onednn"):
+        raise ValueError(f"kernel must be auto, scan or onednn, got {kernel!r}")
+    if kernel == "scan" or cell != "lstm" or padded or precision != "float32":
+        return False
+    from pipeline.kernels import onednn
+
+    why = onednn.unavailable()
+    if kernel == "onednn":
+        if why:
+            raise onednn.Unavailable(f"kernel 'onednn' cannot run here: {why}")
+        return True
+    if why and jax.default_backend() == "cpu" and why not in _warned:
+        _warned.add(why)
+        warnings.warn(f"LSTM layers use the scan: the oneDNN kernel is unavailable ({why})", stacklevel=2)
+    return why is None and jax.device_count() == 1
+
+
+def onednn_layer(wi, wh, bi, bh, carry, x, reverse: bool = False, time_major: bool = True):
+    """An LSTM layer on oneDNN: ``(carry, ys)``, as :func:`recurrence` returns them after
+    the input projection ``x @ wi + bi`` (oneDNN does the projection itself)."""
+    from pipeline.kernels import onednn
+
+    x = x if time_major else jnp.swapaxes(x, 0, 1)
+    carry, ys = onednn.lstm(x, carry, wi, wh, bi + bh, reverse)
+    return carry, ys if time_major else jnp.swapaxes(ys, 0, 1)
 
 
 # -- the fast core ----------------------------------------------------------------------
@@ -332,12 +379,15 @@ class RNNLayer(nn.Module):
     reverse: bool = False
     time_major: bool = False
     precision: Precision = "float32"
+    kernel: Kernel = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, carry: Carry | None = None):
         wi, wh, bi, bh = gate_weights(self, self.cell, self.hidden, x.shape[-1])
         if carry is None:
             carry = zero_carry(self.cell, x.shape[1 if self.time_major else 0], self.hidden)
+        if use_onednn(self.kernel, self.cell, mask is not None, self.precision):
+            return onednn_layer(wi, wh, bi, bh, carry, x, self.reverse, self.time_major)
         xp = matmul(x, wi, self.precision) + bi  # hoisted out of the scan: one [B*T, D] x [D, G] matmul
         if self.time_major:
             return recurrence(self.cell, self.reverse, wh, bh, carry, xp, mask, self.precision)
@@ -382,6 +432,7 @@ class StackedRNN(nn.Module):
     dropout: float = 0.0
     bidirectional: bool = False
     precision: Precision = "float32"
+    kernel: Kernel = "auto"
 
     @nn.compact
     def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False):
@@ -393,10 +444,11 @@ class StackedRNN(nn.Module):
         for i in range(self.layers):
             if i > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-            fw = RNNLayer(self.cell, self.hidden, time_major=True, precision=self.precision, name=f"layer{i}")
+            fw = RNNLayer(self.cell, self.hidden, time_major=True, precision=self.precision, kernel=self.kernel,
+                          name=f"layer{i}")
             if self.bidirectional:
                 bw = RNNLayer(self.cell, self.hidden, reverse=True, time_major=True, precision=self.precision,
-                              name=f"layer{i}_reverse")
+                              kernel=self.kernel, name=f"layer{i}_reverse")
                 c_fw, c_bw = carries[i] if carries[i] is not None else (None, None)
                 c_fw, y_fw = fw(x, mask, c_fw)
                 c_bw, y_bw = bw(x, mask, c_bw)

@@ -25,7 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pipeline.models.rnn import STEPS, Cell, LayerWeights, Precision, StackedRNN, scan_layer
+from pipeline.models.rnn import (STEPS, Cell, Kernel, LayerWeights, Precision, StackedRNN, onednn_layer, scan_layer,
+                                 use_onednn)
 
 NEG_INF = -1e9
 ATTENTIONS = ("none", "dot", "general", "scaled", "bahdanau")
@@ -48,6 +49,7 @@ class Seq2Seq(nn.Module):
     # bfloat16: the encoder's and the scanned decoder's recurrent matmuls (the input-feeding
     # decoder steps with the float32 reference cells)
     precision: Precision = "float32"
+    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
 
     def setup(self):
         if self.attention not in ATTENTIONS:
@@ -61,7 +63,7 @@ class Seq2Seq(nn.Module):
         self.src_embed = nn.Embed(self.src_vocab, self.embed)
         self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
         self.encoder = StackedRNN(
-            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision
+            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision, self.kernel
         )
         parts = 2 if self.cell == "lstm" else 1
         self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
@@ -149,7 +151,10 @@ class Seq2Seq(nn.Module):
         for i, (wi, wh, bi, bh) in enumerate(weights):
             if i > 0:
                 x = self.drop(x, deterministic=not train)
-            carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, precision=self.precision)
+            if use_onednn(self.kernel, self.cell, False, self.precision):
+                carry, x = onednn_layer(wi, wh, bi, bh, carries[i], x, time_major=False)
+            else:
+                carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, precision=self.precision)
             new_carries.append(carry)
         h = self._attend(x, enc) if self.attention != "none" else x
         return (new_carries, h[:, -1]), h
