@@ -176,7 +176,7 @@ class JaxRunner:
 
     name = "jax"
 
-    def __init__(self, cell: str, cfg: dict, embed: int, precision: str = "float32"):
+    def __init__(self, cell: str, cfg: dict, embed: int, precision: str = "float32", kernel: str = "auto"):
         import jax
 
         from pipeline import train
@@ -184,7 +184,8 @@ class JaxRunner:
         from pipeline.models.rnn import initial_carries
 
         b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
-        model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0, precision=precision)
+        model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0, precision=precision,
+                       kernel=kernel)
         self.carry = initial_carries(cell, n, h, b)
         tx = train.make_optimizer(2e-3, 1.0)
         x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
@@ -299,20 +300,28 @@ class TorchRunner:
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-RUNNERS = {"jax": lambda cell, cfg, embed, precision: JaxRunner(cell, cfg, embed, precision),
-           "flax": lambda cell, cfg, embed, precision: FlaxRunner(cell, cfg, embed),
-           "torch": lambda cell, cfg, embed, precision: TorchRunner(cell, cfg, embed)}
+RUNNERS = {"jax": lambda cell, cfg, embed, precision, kernel: JaxRunner(cell, cfg, embed, precision, kernel),
+           "flax": lambda cell, cfg, embed, precision, kernel: FlaxRunner(cell, cfg, embed),
+           "torch": lambda cell, cfg, embed, precision, kernel: TorchRunner(cell, cfg, embed)}
 
 
-def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32") -> dict:
+def resolved_kernel(cell: str, precision: str, kernel: str) -> str:
+    """What our LSTM/GRU layers run on for this row: ``onednn`` or ``scan``."""
+    from pipeline.models.rnn import use_onednn
+
+    return "onednn" if use_onednn(kernel, cell, False, precision) else "scan"
+
+
+def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32",
+              kernel: str = "auto") -> dict:
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
     argv = [__file__, "--rows", f"{cell}-{size}", "--steps", str(steps), "--embed", str(embed),
-            "--precision", precision, "--worker"]
+            "--precision", precision, "--kernel", kernel, "--worker"]
     rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens)
     flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
     name = f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}")
-    row = {"row": name, **cfg, "embed": embed, "rounds": rounds, "steps_per_round": steps, "warmup_seconds": warmup}
+    row = {"row": name, **cfg, "embed": embed, "jax_kernel": resolved_kernel(cell, precision, kernel), "rounds": rounds, "steps_per_round": steps, "warmup_seconds": warmup}
     for name, r in rates.items():
         row[name] = {"median_tok_s": round(r["median"]), "min": round(r["min"]), "max": round(r["max"]),
                      "gflop_s": round(r["median"] * flops / 1e9, 1)}
@@ -329,12 +338,16 @@ def main() -> None:
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                     help="of our recurrent matmuls (the others stay float32)")
+    ap.add_argument("--kernel", choices=["auto", "scan", "onednn"], default="auto",
+                    help="rnnpipe's recurrent kernel (params.yaml's model.kernel; auto: oneDNN for LSTM "
+                         "where it builds, else the scan)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         cell, size = args.rows[0].split("-")
-        return serve(lambda: RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision), args.steps)
+        return serve(lambda: RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision,
+                                                          args.kernel), args.steps)
     from pipeline import runtime
 
     runtime.ensure([__file__, *sys.argv[1:]])  # the matmul peak is measured here: same environment as the workers
@@ -344,7 +357,7 @@ def main() -> None:
     for spec in args.rows:
         cell, size = spec.split("-")
         steps = args.steps or (20 if size == "S" else 6)
-        row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision)
+        row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision, args.kernel)
         for name in ("jax", "flax", "torch"):
             row[name]["pct_of_peak"] = round(100 * row[name]["gflop_s"] / peak, 1)
         print(json.dumps(row), flush=True)
@@ -352,12 +365,12 @@ def main() -> None:
     facts, header = machine_header(peak)
     record = {"machine": facts, "matmul_peak_gflop_s": round(peak, 1), "rows": rows}
     lines = [header, "",
-             "| row | B, T, H, layers | rnnpipe JAX tok/s (min-max) | plain Flax tok/s | PyTorch tok/s (min-max) "
+             "| row | B, T, H, layers | rnnpipe kernel | rnnpipe JAX tok/s (min-max) | plain Flax tok/s | PyTorch tok/s (min-max) "
              "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         j, f, t = r["jax"], r["flax"], r["torch"]
-        lines.append(f"| {r['row']} | {r['batch']}, {r['time']}, {r['hidden']}, {r['layers']} | "
+        lines.append(f"| {r['row']} | {r['batch']}, {r['time']}, {r['hidden']}, {r['layers']} | {r['jax_kernel']} | "
                      f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {f['median_tok_s']:,} | "
                      f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
                      f"{r['ratio_jax_over_flax']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")

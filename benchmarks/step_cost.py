@@ -11,13 +11,15 @@ times, in microseconds per time step:
     mm bwd       the same for the backward's [B, G] x [G, H]
     loop         a scan whose body is one tiny add: the per-iteration cost of the loop
                  itself (dispatch, carry copies)
+    onednn fwd/bwd  the same LSTM layer on oneDNN's fused LSTM (pipeline.kernels.onednn,
+                 what ``kernel: auto`` runs LSTM layers on), input projection included
     torch fwd/bwd  one nn.LSTM/nn.GRU layer (input projection included), forward and
                  forward+backward minus forward
     torch mm     torch.mm of the forward's shape, T times in a Python loop
 
 and for the whole char-LM train step of rnn_speed.py (2 layers, embedding, softmax, Adam):
 
-    train step ms    rnnpipe's, and faults/step: minor page faults per step (fresh
+    train step ms    rnnpipe's (LSTM layers on oneDNN where it builds), and faults/step: minor page faults per step (fresh
                      memory the allocator had to map again)
     torch train step ms   PyTorch's, in the same process and configuration
 
@@ -54,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-COLUMNS = ["fwd", "mm_fwd", "bwd", "mm_bwd", "loop", "step_ms", "faults", "torch_fwd", "torch_bwd", "torch_mm",
+COLUMNS = ["fwd", "mm_fwd", "bwd", "mm_bwd", "loop", "onednn_fwd", "onednn_bwd", "step_ms", "faults", "torch_fwd", "torch_bwd", "torch_mm",
            "torch_step_ms"]
 
 
@@ -119,8 +121,34 @@ def jax_row(cell: str, size: str, repeats: int) -> dict[str, float]:
            "mm_bwd": timed(block(mm_f, w_t, g0), repeats) * us,
            "loop": timed(block(loop, h0), repeats) * us}
     out["bwd"] = out.pop("both") - out["fwd"]
+    out.update(onednn_row(cell, wh, bh, carry, ct, repeats))
     out["step_ms"], out["faults"] = train_step(JaxRunner(cell, CONFIGS[size], 64), repeats)
     return out
+
+
+def onednn_row(cell: str, wh, bh, carry, ct, repeats: int) -> dict[str, float]:
+    """Per-step microseconds of the same LSTM layer on oneDNN (input projection included,
+    as in PyTorch's columns); NaN for GRU or where the kernel cannot run."""
+    import jax
+    import jax.numpy as jnp
+
+    from pipeline.kernels import onednn
+
+    if cell != "lstm" or onednn.unavailable():
+        return {"onednn_fwd": float("nan"), "onednn_bwd": float("nan")}
+    t, b, h = ct.shape
+    x = jax.random.normal(jax.random.key(5), (t, b, h))
+    wi = jax.random.normal(jax.random.key(6), wh.shape) / h**0.5
+
+    def loss(x, wi, wh, bh, c):
+        return jnp.vdot(onednn.lstm(x, c, wi, wh, bh, False)[1], ct)
+
+    fwd = jax.jit(lambda *a: onednn.lstm(a[0], a[4], *a[1:4], False))
+    both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))
+    us = 1e6 / t
+    f = timed(lambda: jax.block_until_ready(fwd(x, wi, wh, bh, carry)), repeats) * us
+    return {"onednn_fwd": f, "onednn_bwd": timed(lambda: jax.block_until_ready(both(x, wi, wh, bh, carry)),
+                                                 repeats) * us - f}
 
 
 def train_step(runner, repeats: int) -> tuple[float, float]:
@@ -242,12 +270,15 @@ def run_config(name: str, flags: str | None, rows: list[str], repeats: int) -> l
 
 
 def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = ["| config | row | fwd | mm fwd | other fwd | bwd | mm bwd | other bwd | loop | torch fwd | torch bwd "
-             "| torch mm | train step ms | faults/step | torch train step ms |", "|---|---|" + "---:|" * 13]
+    nan = float("nan")
+    lines = ["| config | row | fwd | mm fwd | other fwd | bwd | mm bwd | other bwd | loop | onednn fwd | onednn bwd "
+             "| torch fwd | torch bwd | torch mm | train step ms | faults/step | torch train step ms |",
+             "|---|---|" + "---:|" * 15]
     for name, rows in results.items():
         for r in rows:
             lines.append(f"| {name} | {r['row']} | {r['fwd']:.1f} | {r['mm_fwd']:.1f} | {r['fwd'] - r['mm_fwd']:.1f} "
                          f"| {r['bwd']:.1f} | {r['mm_bwd']:.1f} | {r['bwd'] - r['mm_bwd']:.1f} | {r['loop']:.2f} "
+                         f"| {r.get('onednn_fwd', nan):.1f} | {r.get('onednn_bwd', nan):.1f} "
                          f"| {r['torch_fwd']:.1f} | {r['torch_bwd']:.1f} | {r['torch_mm']:.1f} | {r['step_ms']:.1f} "
                          f"| {r['faults']:,.0f} | {r['torch_step_ms']:.1f} |")
     return lines

@@ -54,7 +54,7 @@ TUNABLES = (
     "glibc.malloc.hugetlb=1",
     "glibc.malloc.arena_max=1",
     "glibc.malloc.mmap_max=0",
-    "glibc.malloc.trim_threshold=1073741824",
+    "glibc.malloc.trim_threshold=4294967296",
 )
 _MARK = "RNNPIPE_RUNTIME_ENV"
 
