@@ -25,6 +25,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -170,6 +171,18 @@ memory staged_in(dnnl::stream& s, Staged& st, const memory::desc& user, const vo
   return st.own;
 }
 
+// The forward primitive's arguments; the backward primitive takes the same ones (its
+// workspace has the same layout) and the gradients besides.
+std::unordered_map<int, memory> forward_args(const Layer& L, const float* x, const float* h0, const float* c0,
+                                             const memory& wl, const memory& wi, const float* b, const float* y,
+                                             const float* hT, const float* cT, const void* ws) {
+  return {{DNNL_ARG_SRC_LAYER, wrap(L.x, x)},      {DNNL_ARG_SRC_ITER, wrap(L.state, h0)},
+          {DNNL_ARG_SRC_ITER_C, wrap(L.state, c0)}, {DNNL_ARG_WEIGHTS_LAYER, wl},
+          {DNNL_ARG_WEIGHTS_ITER, wi},              {DNNL_ARG_BIAS, wrap(L.bias, b)},
+          {DNNL_ARG_DST_LAYER, wrap(L.y, y)},       {DNNL_ARG_DST_ITER, wrap(L.state, hT)},
+          {DNNL_ARG_DST_ITER_C, wrap(L.state, cT)}, {DNNL_ARG_WORKSPACE, wrap(L.fpd.workspace_desc(), ws)}};
+}
+
 using F32 = ffi::Buffer<ffi::F32>;
 using Out = ffi::ResultBuffer<ffi::F32>;
 
@@ -181,16 +194,8 @@ ffi::Error LstmFwd(F32 x, F32 h0, F32 c0, F32 wl, F32 wi, F32 b, Out y, Out hT, 
     dnnl::stream s(engine());
     memory mwl = staged_in(s, L.fwl, L.wl, wl.typed_data());
     memory mwi = staged_in(s, L.fwi, L.wi, wi.typed_data());
-    L.fwd.execute(s, {{DNNL_ARG_SRC_LAYER, wrap(L.x, x.typed_data())},
-                      {DNNL_ARG_SRC_ITER, wrap(L.state, h0.typed_data())},
-                      {DNNL_ARG_SRC_ITER_C, wrap(L.state, c0.typed_data())},
-                      {DNNL_ARG_WEIGHTS_LAYER, mwl},
-                      {DNNL_ARG_WEIGHTS_ITER, mwi},
-                      {DNNL_ARG_BIAS, wrap(L.bias, b.typed_data())},
-                      {DNNL_ARG_DST_LAYER, wrap(L.y, y->typed_data())},
-                      {DNNL_ARG_DST_ITER, wrap(L.state, hT->typed_data())},
-                      {DNNL_ARG_DST_ITER_C, wrap(L.state, cT->typed_data())},
-                      {DNNL_ARG_WORKSPACE, wrap(L.fpd.workspace_desc(), ws->typed_data())}});
+    L.fwd.execute(s, forward_args(L, x.typed_data(), h0.typed_data(), c0.typed_data(), mwl, mwi, b.typed_data(),
+                                  y->typed_data(), hT->typed_data(), cT->typed_data(), ws->typed_data()));
     s.wait();
   });
 }
@@ -210,25 +215,19 @@ ffi::Error LstmBwd(F32 x, F32 h0, F32 c0, F32 wl, F32 wi, F32 b, F32 y, F32 hT, 
     std::memset(mdwl.get_data_handle(), 0, mdwl.get_desc().get_size());
     std::memset(mdwi.get_data_handle(), 0, mdwi.get_desc().get_size());
     std::memset(db->typed_data(), 0, L.bias.get_size());
-    L.bwd.execute(s, {{DNNL_ARG_SRC_LAYER, wrap(L.x, x.typed_data())},
-                      {DNNL_ARG_SRC_ITER, wrap(L.state, h0.typed_data())},
-                      {DNNL_ARG_SRC_ITER_C, wrap(L.state, c0.typed_data())},
-                      {DNNL_ARG_WEIGHTS_LAYER, mwl},
-                      {DNNL_ARG_WEIGHTS_ITER, mwi},
-                      {DNNL_ARG_BIAS, wrap(L.bias, b.typed_data())},
-                      {DNNL_ARG_DST_LAYER, wrap(L.y, y.typed_data())},
-                      {DNNL_ARG_DST_ITER, wrap(L.state, hT.typed_data())},
-                      {DNNL_ARG_DST_ITER_C, wrap(L.state, cT.typed_data())},
-                      {DNNL_ARG_WORKSPACE, wrap(L.bpd.workspace_desc(), ws.typed_data())},
-                      {DNNL_ARG_DIFF_DST_LAYER, wrap(L.y, dy.typed_data())},
-                      {DNNL_ARG_DIFF_DST_ITER, wrap(L.state, dhT.typed_data())},
-                      {DNNL_ARG_DIFF_DST_ITER_C, wrap(L.state, dcT.typed_data())},
-                      {DNNL_ARG_DIFF_SRC_LAYER, wrap(L.x, dx->typed_data())},
-                      {DNNL_ARG_DIFF_SRC_ITER, wrap(L.state, dh0->typed_data())},
-                      {DNNL_ARG_DIFF_SRC_ITER_C, wrap(L.state, dc0->typed_data())},
-                      {DNNL_ARG_DIFF_WEIGHTS_LAYER, mdwl},
-                      {DNNL_ARG_DIFF_WEIGHTS_ITER, mdwi},
-                      {DNNL_ARG_DIFF_BIAS, wrap(L.bias, db->typed_data())}});
+    // The forward's arguments (its outputs now inputs), and the gradients.
+    auto args = forward_args(L, x.typed_data(), h0.typed_data(), c0.typed_data(), mwl, mwi, b.typed_data(),
+                             y.typed_data(), hT.typed_data(), cT.typed_data(), ws.typed_data());
+    args.insert({{DNNL_ARG_DIFF_DST_LAYER, wrap(L.y, dy.typed_data())},
+                 {DNNL_ARG_DIFF_DST_ITER, wrap(L.state, dhT.typed_data())},
+                 {DNNL_ARG_DIFF_DST_ITER_C, wrap(L.state, dcT.typed_data())},
+                 {DNNL_ARG_DIFF_SRC_LAYER, wrap(L.x, dx->typed_data())},
+                 {DNNL_ARG_DIFF_SRC_ITER, wrap(L.state, dh0->typed_data())},
+                 {DNNL_ARG_DIFF_SRC_ITER_C, wrap(L.state, dc0->typed_data())},
+                 {DNNL_ARG_DIFF_WEIGHTS_LAYER, mdwl},
+                 {DNNL_ARG_DIFF_WEIGHTS_ITER, mdwi},
+                 {DNNL_ARG_DIFF_BIAS, wrap(L.bias, db->typed_data())}});
+    L.bwd.execute(s, args);
     if (!L.dwl.same) L.dwl.reorder.execute(s, mdwl, udwl);
     if (!L.dwi.same) L.dwi.reorder.execute(s, mdwi, udwi);
     s.wait();
