@@ -38,14 +38,30 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
+def sources_of(path: Path) -> set[Path]:
+    """Files beside a module that it reads as source, ``Path(__file__).with_name("x")``
+    (pipeline/kernels/onednn.py compiles lstm_onednn.cc): part of that module's code."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "with_name"
+                and ast.unparse(node.func.value) == "Path(__file__)" and node.args
+                and isinstance(node.args[0], ast.Constant)):
+            found.add(path.with_name(node.args[0].value))
+    return found
+
+
 def closure(start: Path) -> set[Path]:
-    """Every pipeline source file reachable by imports from ``start``."""
+    """Every pipeline source file reachable by imports from ``start``, with the files
+    those modules compile (:func:`sources_of`)."""
     seen, todo = set(), [start]
     while todo:
         path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
+        if path.suffix != ".py":
+            continue
+        todo.extend(sources_of(path))
         for name in imports_of(path):
             found = module_file(name)
             if found is not None:
@@ -87,6 +103,12 @@ def test_code_deps_are_single_modules(stage, module, deps):
     """A directory dep would rerun the stage when an unrelated module in it changes."""
     dirs = [d for d in deps if d.startswith("pipeline") and (ROOT / d).is_dir()]
     assert not dirs, f"dvc.yaml stage '{stage}' depends on whole directories: {dirs}"
+
+
+def test_a_compiled_source_is_part_of_the_module_that_builds_it():
+    needed = closure(PKG / "stages" / "train_charlm.py")
+    assert PKG / "kernels" / "lstm_onednn.cc" in needed  # through models/rnn.py -> kernels/onednn.py
+    assert PKG / "kernels" / "lstm_onednn.cc" not in closure(PKG / "stages" / "prepare_charlm.py")
 
 
 def test_every_stage_module_has_a_dvc_stage():
