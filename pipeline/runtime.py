@@ -13,8 +13,12 @@ the first matmuls) run at page-fault speed. Four glibc malloc settings
 - ``glibc.malloc.arena_max=1``, ``glibc.malloc.mmap_max=0``: every block comes from the
   main heap, never from a mapping of its own (a thread's own arena maps any block over
   64 MB, whatever ``mmap_max`` says, so one arena is needed for the next setting to hold);
-- ``glibc.malloc.trim_threshold=1073741824``: up to 1 GiB of freed heap stays with the
+- ``glibc.malloc.trim_threshold=4294967296``: up to 4 GiB of freed heap stays with the
   process, so the next step reuses the same, already-touched block (0 faults a step).
+  It was 1 GiB until LSTM layers ran on oneDNN, whose workspaces make an lstm-M step's
+  temporaries 587 MB: three such blocks passed 1 GiB of free heap, glibc trimmed it and
+  re-faulted them, and one step in five took over a second (30 single lstm-M steps:
+  median 427 ms, 90th percentile 1,067 ms at 1 GiB; 402 and 473 ms at 4 GiB).
 
 Measured on 2 cores (AMD EPYC family 26 model 2), one process per setting, two rounds
 interleaved, median ms per char-LM train step (benchmarks/rnn_speed.py's models) and
