@@ -32,25 +32,27 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_facts  # noqa: E402
-from pipeline import params as params_module, train  # noqa: E402
+
+from pipeline import params as params_module  # noqa: E402
 from pipeline.stages import download, prepare_charlm, train_charlm  # noqa: E402
+from pipeline.training import loop  # noqa: E402
 
 BUDGET = 120.0  # seconds: the comparison point
 
 
 def curve(params, cell: str) -> list[dict]:
-    parts = train_charlm.setup(params, cell)
-    parts.pop("config")
-    evaluate, rows = parts.pop("evaluate"), []
+    job, _ = train_charlm.setup(params, cell)
+    evaluate, rows, o = job.evaluate, [], job.options
     started = time.perf_counter()
 
     def timed(prm):  # fit evaluates every log_every steps and after the last one
         out = evaluate(prm)
-        step = min((len(rows) + 1) * parts["log_every"], parts["steps"])
+        step = min((len(rows) + 1) * o.log_every, o.steps)
         rows.append({"step": step, "seconds": round(time.perf_counter() - started, 1), **out})
         return out
 
-    train.fit(evaluate=timed, **parts)
+    job.evaluate = timed
+    loop.fit(job)
     return rows
 
 

@@ -1,5 +1,5 @@
 """What produced a benchmark result: every results file records :func:`machine_facts`
-(the CPU facts come from :mod:`pipeline.provenance`, which every metrics file records too).
+(the CPU facts come from :mod:`pipeline.evaluation.provenance`, which every metrics file records too).
 
 The CI machine's kind has changed between sessions (AMD Zen 4, Zen 5; the brief expects an
 Intel Xeon), and its speed and even its float results change with it, so a figure without
@@ -26,10 +26,11 @@ def thp_mode() -> str:
 
 
 def machine_facts() -> dict:
-    """What produced a result: what every metrics file records (:func:`pipeline.provenance.facts`:
+    """What produced a result: what every metrics file records (:func:`pipeline.evaluation.provenance.facts`:
     CPU, cores, devices, jax/jaxlib, XLA flags), plus the platform, Python, the malloc
     settings in force and torch's version where it is installed."""
-    from pipeline import provenance, runtime
+    from pipeline import runtime
+    from pipeline.evaluation import provenance
 
     facts = {**provenance.facts(), "platform": platform.platform(), "python": platform.python_version(),
              "glibc_tunables": runtime.environment().get("GLIBC_TUNABLES", ""), "transparent_hugepage": thp_mode()}

@@ -12,7 +12,7 @@ the ratio.
 
 Decoding: beam search (beam 5, GNMT length penalty, each source allowed twice its length)
 over 32 sources of 25 tokens with an untrained model, as a whole ``lax.while_loop`` in one
-jitted function (``pipeline.inference.make_translator``) against the same search driven by
+jitted function (``pipeline.inference.translator.make_translator``) against the same search driven by
 a plain Python loop that calls the jitted step and checks the stopping rule on the host
 each step. Both return the same ids (checked). Reported in sentences/s.
 
@@ -73,13 +73,13 @@ class JaxNMT:
     def __init__(self, feed: bool):
         import jax
 
-        from pipeline import train
+        from pipeline.training import losses, optim, steps
 
         model = our_model(feed)
         self.batch = batch_arrays()
-        self.state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-3, 1.0),
+        self.state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-3, 1.0),
                                         self.batch["src"], self.batch["src_len"], self.batch["trg"][:, :-1])
-        self.step_fn = train.make_train_step(train.nmt_loss(model))
+        self.step_fn = steps.make_train_step(losses.nmt_loss(model))
         self.key = jax.random.key(1)
 
     def steps(self, n: int) -> None:
@@ -188,13 +188,13 @@ def python_loop_while(cond, body, state):
 def bench_beam(rounds: int, sentences: int = 32, beam: int = 5) -> dict:
     import jax
 
-    from pipeline import inference
+    from pipeline.inference import translator
 
     model = our_model(feed=False)
     arrays = batch_arrays(1)
     src, src_len = arrays["src"][:sentences], arrays["src_len"][:sentences]
     params = model.init(jax.random.key(0), src, src_len, arrays["trg"][:sentences, :-1])["params"]
-    jitted = inference.make_translator(model, 2, "beam", beam)
+    jitted = translator.make_translator(model, 2, "beam", beam)
     key = jax.random.key(0)
     looped_fn = jitted.__wrapped__  # the same function, not jitted: ops run eagerly around the loop
 

@@ -9,7 +9,7 @@ with this checkout's virtual environment and an empty DVC cache:
    and its split do not depend on these seeds).
 
 After each run it reads every metrics file of ``dvc metrics show --json``, and writes
-:func:`pipeline.noise.bands` over the runs to ``metrics/noise.json`` (with the commit, the
+:func:`pipeline.evaluation.noise.bands` over the runs to ``metrics/noise.json`` (with the commit, the
 seeds and the machine's facts) plus a Markdown table beside the other results. Seed 0's
 values are also compared with the committed metrics: equal values mean this machine
 reproduces the commit bit for bit.
@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_facts  # noqa: E402
-from pipeline import noise  # noqa: E402
 from repro_time import pipeline_env  # noqa: E402
+
+from pipeline.evaluation import noise  # noqa: E402
 
 SEEDED = ("nmt.train.seed", "charlm.train.seed", "forecast.train.seed")
 

@@ -172,26 +172,26 @@ def write_results(out: str | Path, record: dict, lines: list[str]) -> None:
 
 
 class JaxRunner:
-    """rnnpipe's own model and train step (pipeline.models.charlm + pipeline.train)."""
+    """rnnpipe's own model and train step (pipeline.models.charlm + pipeline.training)."""
 
     name = "jax"
 
     def __init__(self, cell: str, cfg: dict, embed: int, precision: str = "float32", kernel: str = "auto"):
         import jax
 
-        from pipeline import train
         from pipeline.models.charlm import CharLM
         from pipeline.models.rnn import initial_carries
+        from pipeline.training import losses, optim, steps
 
         b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
         model = CharLM(vocab=VOCAB, cell=cell, embed=embed, hidden=h, layers=n, dropout=0.0, precision=precision,
                        kernel=kernel)
         self.carry = initial_carries(cell, n, h, b)
-        tx = train.make_optimizer(2e-3, 1.0)
+        tx = optim.make_optimizer(2e-3, 1.0)
         x = np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int32)
         self.batch = {"inputs": x[:, :-1], "targets": x[:, 1:], "reset": np.bool_(False)}
-        self.state = train.create_state(model, jax.random.key(0), tx, self.batch["inputs"], self.carry)
-        self.step_fn = train.make_train_step(train.charlm_loss(model))
+        self.state = steps.create_state(model, jax.random.key(0), tx, self.batch["inputs"], self.carry)
+        self.step_fn = steps.make_train_step(losses.charlm_loss(model))
         self.key = jax.random.key(1)
 
     def steps(self, n: int) -> None:
@@ -215,7 +215,7 @@ class FlaxRunner:
         import optax
         from flax.training import train_state
 
-        from pipeline import train
+        from pipeline.training import optim
 
         b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
         make_cell = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[cell]
@@ -237,7 +237,7 @@ class FlaxRunner:
         self.batch = {"inputs": x[:, :-1], "targets": x[:, 1:]}
         params = model.init(jax.random.key(0), self.batch["inputs"], self.carry)["params"]
         self.state = train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                                   tx=train.make_optimizer(2e-3, 1.0))
+                                                   tx=optim.make_optimizer(2e-3, 1.0))
 
         def loss_fn(params, batch, carry):
             carry, logits = model.apply({"params": params}, batch["inputs"], carry)

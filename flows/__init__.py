@@ -5,6 +5,6 @@
 * ``refresh_forecaster`` (flows/refresh_forecaster.py): the scheduled daily refresh.
 * flows/serve.py serves prefect.yaml's deployments from one process.
 
-Flows shell out to DVC or call a stage's ``run`` and ``pipeline.serving``; they never
+Flows shell out to DVC or call a stage's ``run`` and ``pipeline.serving.promotion``; they never
 compute and never hold a second copy of params.yaml.
 """

@@ -1,37 +1,18 @@
-"""What both flows share: DVC as a subprocess, params.yaml through the one loader.
+"""What the flows share: DVC as a subprocess (:mod:`pipeline.commands.dvc_cli`, the
+helper ``rnnpipe report`` uses too), params.yaml through the one loader, and the push.
 
-Nothing here computes. A DVC command that fails raises :class:`DvcError` with the
-command and the tail of its output, so the Prefect run's state message says what broke.
+Nothing here computes.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from prefect import task
 from prefect.tasks import exponential_backoff
 
 from pipeline import params as params_module
-from pipeline.errors import PipelineError
-
-
-class DvcError(PipelineError):
-    """A DVC command exited non-zero; the message holds the command and its output tail."""
-
-
-def dvc(*args: str, cwd: str | Path = ".") -> str:
-    """Run ``dvc ARGS`` with this interpreter's DVC in ``cwd``; return its stdout."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
-        raise DvcError(f"`dvc {' '.join(args)}` failed (exit {out.returncode}):\n{tail}")
-    return out.stdout
+from pipeline.commands.dvc_cli import DvcError, dvc  # noqa: F401 - DvcError: what a failed step raises
 
 
 def set_args(overrides: dict[str, object]) -> list[str]:

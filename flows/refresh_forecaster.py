@@ -13,7 +13,7 @@ One run, under a lock on ``forecast.serve.dir`` (two runs never overlap):
 2. **retrain** is ``dvc repro evaluate_forecast@<serve.cell>``: DVC reruns the branch
    only if the prices changed. Compute, so never retried blindly.
 3. **compare** scores the candidate (``models/forecast/<cell>``) and the served model on
-   the same newest test windows (``pipeline.serving``); **promote** replaces the served
+   the same newest test windows (``pipeline.serving.promotion``); **promote** replaces the served
    model only if the candidate is not worse. Every decision goes to
    ``decisions.jsonl``; a candidate already decided on is not decided again, so a
    re-run on the same day changes nothing.
@@ -34,8 +34,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
 from flows.common import dvc, has_remote, load_params, push
-from pipeline import forecast as forecast_command
-from pipeline import serving
+from pipeline.commands import forecast as forecast_command
+from pipeline.serving import promotion
 from pipeline.sources.fetch import FetchError
 from pipeline.stages import download
 
@@ -69,36 +69,35 @@ def retrain(cell: str) -> str:
 
 
 @task(name="compare")
-def compare(params_path: str) -> tuple[serving.Decision, dict | None]:
+def compare(params_path: str) -> tuple[promotion.Decision, dict | None]:
     """The decision, and the earlier entry if this very candidate was already decided on."""
     params = load_params(params_path)
     cell = params.forecast.serve.cell
-    candidate = serving.score(params, Path(params.forecast.paths.models) / cell)
-    served_dir = serving.served_dir(params)
-    served = serving.score(params, served_dir) if served_dir.exists() else None
-    earlier = next((d for d in reversed(serving.decisions(params)) if d["candidate"] == candidate), None)
-    return serving.decide(candidate, served, params.forecast.serve.tolerance), earlier
+    candidate = promotion.score(params, Path(params.forecast.paths.models) / cell)
+    served_dir = promotion.served_dir(params)
+    served = promotion.score(params, served_dir) if served_dir.exists() else None
+    earlier = next((d for d in reversed(promotion.decisions(params)) if d["candidate"] == candidate), None)
+    return promotion.decide(candidate, served, params.forecast.serve.tolerance), earlier
 
 
 @task(name="promote")
 def promote(params_path: str) -> str:
     params = load_params(params_path)
-    return str(serving.promote(params, Path(params.forecast.paths.models) / params.forecast.serve.cell))
+    return str(promotion.promote(params, Path(params.forecast.paths.models) / params.forecast.serve.cell))
 
 
 @task(name="record-decision")
-def record(params_path: str, decision: serving.Decision) -> dict:
+def record(params_path: str, decision: promotion.Decision) -> dict:
     params = load_params(params_path)
     last_day = forecast_command.last_stored_day(params.forecast.paths.prepared)
-    return serving.record(params, decision, last_day)
+    return promotion.record(params, decision, last_day)
 
 
 @task(name="write-forecast")
 def write_forecast(params_path: str) -> str:
     params = load_params(params_path)
-    prefix = Path(params.forecast.serve.dir) / serving.LATEST
-    forecast_command.main([str(serving.served_dir(params)), "--prepared", params.forecast.paths.prepared,
-                           "--out", str(prefix), "--png"])
+    prefix = Path(params.forecast.serve.dir) / promotion.LATEST
+    forecast_command.write(promotion.served_dir(params), params.forecast.paths.prepared, prefix, png=True)
     return str(prefix)
 
 
@@ -109,7 +108,7 @@ def refresh_forecaster(params_path: str = "params.yaml", fetch_retries: int = 3,
     latest forecast. Returns a summary (the same as the ``forecaster-refresh`` artifact)."""
     log = get_run_logger()
     params = load_params(params_path)  # a typo in params.yaml fails here, before any work
-    with serving.lock(params, lock_timeout_seconds):
+    with promotion.lock(params, lock_timeout_seconds):
         fetch = fetch_prices.with_options(
             retries=fetch_retries, retry_delay_seconds=exponential_backoff(backoff_factor=fetch_retry_delay_seconds),
             retry_jitter_factor=0.5)

@@ -1,10 +1,12 @@
 """Command line: run one pipeline stage with the values in params.yaml.
 
 Dispatch only: parse the stage name, load params, call ``pipeline.stages.<stage>.run``.
-Four commands are not stages: ``profile`` applies ``profiles/<name>.yaml`` to
-params.yaml; ``translate``, ``generate`` and ``forecast`` run a trained model (a
-translator, a character LM, a price forecaster) from its model directory. An actionable error (:class:`pipeline.errors.PipelineError`) prints its
-message alone and exits 1; a params.yaml problem exits 2.
+The commands that are not stages live in :mod:`pipeline.commands`: ``profile`` applies
+``profiles/<name>.yaml`` to params.yaml; ``translate``, ``generate`` and ``forecast``
+run a trained model (a translator, a character LM, a price forecaster) from its model
+directory; ``report`` reviews two revisions. An actionable error
+(:class:`pipeline.errors.PipelineError`) prints its message alone and exits 1; a
+params.yaml problem exits 2.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import argparse
 import importlib
 import os
 import sys
-
-from pathlib import Path
 
 from pipeline import params as params_module
 from pipeline.errors import PipelineError
@@ -33,8 +33,8 @@ STAGES = {
     "evaluate_forecast": "errors by horizon beside the baselines; forecast plot",
 }
 NEEDS_VARIANT = {s for s in STAGES if s.startswith(("download", "train_", "evaluate_"))}
-# Commands that are not stages: each is a module of the package with ``main(argv)``
-# (``profile`` lives here), imported only when called so stage start-up stays lean.
+# Commands that are not stages: each is a module of pipeline.commands with
+# ``main(argv)``, imported only when called so stage start-up stays lean.
 COMMANDS = {
     "profile": ("NAME...", "apply profiles/NAME.yaml to params.yaml"),
     "translate": ("MODEL", "translate lines with a trained model directory"),
@@ -62,43 +62,11 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def profile_parser() -> argparse.ArgumentParser:
-    from pipeline import profiles
-
-    ap = argparse.ArgumentParser(
-        prog="python -m pipeline profile",
-        description="Apply named overlays (profiles/NAME.yaml) to params.yaml in place, "
-        "keeping its comments, after checking that the result loads. `git diff params.yaml` "
-        "shows the change and `git checkout params.yaml` undoes it.",
-        epilog=f"profiles: {', '.join(profiles.available()) or 'none found (run from the repo root)'}\n\n"
-        "example:\n  python -m pipeline profile remote && export COINDESK_API_KEY=... && dvc exp run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("names", nargs="+", metavar="NAME", help="profiles to apply, in order")
-    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    ap.add_argument("--dry-run", action="store_true", help="print the changes; write nothing")
-    return ap
-
-
-def profile(argv: list[str]) -> int:
-    from pipeline import profiles
-
-    args = profile_parser().parse_args(argv)
-    changed = profiles.apply(args.names, Path(args.params), write=not args.dry_run)
-    for key, old, new in changed:
-        print(f"{key}: {old!r} -> {new!r}")
-    verb = "would change" if args.dry_run else "changed"
-    print(f"{args.params}: {verb} {len(changed)} value(s)" if changed else f"{args.params}: already as the profile says")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["profile"]:
-            return profile(argv[1:])
         if argv and argv[0] in COMMANDS:
-            return importlib.import_module(f"pipeline.{argv[0]}").main(argv[1:])
+            return importlib.import_module(f"pipeline.commands.{argv[0]}").main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -121,7 +89,7 @@ def run_stage(argv: list[str]) -> int:
                   file=sys.stderr)
             return 2
     if args.stage.startswith("train_") and ({"RNNPIPE_COORDINATOR", "RNNPIPE_DISTRIBUTED"} & set(os.environ)):
-        from pipeline import parallel  # several hosts: join before jax sees any device
+        from pipeline.training import parallel  # several hosts: join before jax sees any device
 
         parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")

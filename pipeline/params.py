@@ -50,6 +50,25 @@ TopP = Annotated[float, Range(gt=0, le=1)]
 Cell = Literal["lstm", "gru"]
 Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
 Kernel = Literal["auto", "scan", "onednn"]  # how LSTM layers run (pipeline.models.rnn.use_onednn)
+# Luong dot | general | scaled, Bahdanau additive (pipeline.models.attention)
+Attention = Literal["none", "dot", "general", "scaled", "bahdanau"]
+
+
+def attention_problem(attention: str, bidirectional: bool, input_feeding: bool, prefix: str = "") -> str | None:
+    """Why an attention setting cannot be built, or None; keys are named ``prefix + key``.
+
+    The one statement of these rules: the params loader and
+    :mod:`pipeline.models.attention` both ask it.
+    """
+    if attention not in typing.get_args(Attention):
+        return f"'{prefix}attention' is {attention!r}; expected one of {list(typing.get_args(Attention))}"
+    if input_feeding and attention == "none":
+        return (f"'{prefix}input_feeding' is true but '{prefix}attention' is 'none': input "
+                "feeding feeds the attentional vector, so it needs attention")
+    if attention == "dot" and bidirectional:
+        return (f"'{prefix}attention' is 'dot' with '{prefix}bidirectional' true: dot attention "
+                "needs encoder outputs as wide as the decoder; use general, scaled or bahdanau")
+    return None
 
 
 def _kernel_check(model: Any, section: str) -> str | None:
@@ -161,7 +180,7 @@ class NmtModel:
     hidden: PosInt
     layers: PosInt
     bidirectional: bool
-    attention: Literal["none", "dot", "general", "scaled", "bahdanau"]
+    attention: Attention
     input_feeding: bool
     tie_embeddings: bool
     dropout: Rate
@@ -171,13 +190,7 @@ class NmtModel:
     def cross_check(self, section: str) -> str | None:
         if problem := _kernel_check(self, section):
             return problem
-        if self.input_feeding and self.attention == "none":
-            return (f"'{section}.input_feeding' is true but '{section}.attention' is 'none': input "
-                    "feeding feeds the attentional vector, so it needs attention")
-        if self.attention == "dot" and self.bidirectional:
-            return (f"'{section}.attention' is 'dot' with '{section}.bidirectional' true: dot attention "
-                    "needs encoder outputs as wide as the decoder; use general, scaled or bahdanau")
-        return None
+        return attention_problem(self.attention, self.bidirectional, self.input_feeding, f"{section}.")
 
 
 @dataclass(frozen=True)
@@ -192,7 +205,7 @@ class NmtTrain:
     label_smoothing: Rate
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
-    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
     patience: NonNegInt
 
 
@@ -254,7 +267,7 @@ class CharlmTrain:
     clip_norm: PosFloat
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
-    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
 
 
 @dataclass(frozen=True)
@@ -325,7 +338,7 @@ class ForecastTrain:
     weight_decay: NonNegFloat
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
-    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.resume)
+    checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
 
 
 @dataclass(frozen=True)

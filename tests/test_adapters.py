@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.sources import coindesk, iwslt, tatoeba
 from pipeline.sources.archive import ArchiveError, read_member
-from pipeline.sources.text import TextError, read_corpus, strip_gutenberg
+from pipeline.sources.plaintext import TextError, read_corpus, strip_gutenberg
 
 from .conftest import FIXTURES, ROOT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import baselines
+from pipeline.evaluation import baselines
 
 
 def rng(seed=0):

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import yaml
 
 from .conftest import ROOT
-
-
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+from .helpers import run_cli
 
 
 def test_help_lists_every_stage():

@@ -7,51 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from werkzeug import Response
 
-from pipeline import prices
-from pipeline.params import FetchPolicy
+from pipeline.data import prices
 from pipeline.sources import coindesk_api
 from pipeline.sources.coindesk import PriceFormatError
 
-from .conftest import ROOT
-
-KEY = "test-key-5f2b9c0e7d1a"  # a fake secret; it must never leak
-VAR = "RNNPIPE_TEST_COINDESK_KEY"
-POLICY = FetchPolicy(retries=1, backoff_seconds=0.01, max_backoff_seconds=1.0,
-                     connect_timeout=2.0, read_timeout=2.0, max_megabytes=1, mirror=None)
-BPI = json.loads((ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json").read_text())["bpi"]
-
-
-def api_day(day: str, close: float, instrument: str = "BTC-USD") -> dict:
-    ts = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp())
-    return {"UNIT": "DAY", "TIMESTAMP": ts, "TYPE": "267", "MARKET": "cadli", "INSTRUMENT": instrument,
-            "OPEN": close * 0.99, "HIGH": close * 1.02, "LOW": close * 0.97, "CLOSE": close, "VOLUME": 1.0}
-
-
-class FakeApi:
-    """Serves real BPI closes in the Data API's shape, paging by limit/to_ts.
-
-    ``series`` maps an instrument to its ``{ISO day: close}``; by default BTC-USD is the
-    real BPI history and BTC-EUR the same closes at 0.9.
-    """
-
-    def __init__(self, series: dict[str, dict[str, float]] | None = None):
-        self.series = series or {"BTC-USD": BPI, "BTC-EUR": {d: c * 0.9 for d, c in BPI.items()}}
-        self.requests: list[dict] = []
-
-    def __call__(self, request):
-        self.requests.append({"args": dict(request.args), "auth": request.headers.get("Authorization")})
-        if request.headers.get("Authorization") != f"Apikey {KEY}":
-            return Response(json.dumps({"Err": {"message": "unauthorized"}}), status=401,
-                            content_type="application/json")
-        instrument = request.args["instrument"]
-        to_ts, limit = int(request.args["to_ts"]), int(request.args["limit"])
-        end = dt.datetime.fromtimestamp(to_ts, dt.timezone.utc).date()
-        series = self.series[instrument]
-        days = [d for d in series if dt.date.fromisoformat(d) <= end][-limit:]
-        body = {"Data": [api_day(d, series[d], instrument) for d in days], "Err": {}}
-        return Response(json.dumps(body), content_type="application/json")
+from .helpers import BPI, KEY, POLICY, VAR, FakeApi
 
 
 def test_pages_cover_the_range_and_parse(httpserver, monkeypatch):

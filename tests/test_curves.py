@@ -1,4 +1,4 @@
-"""Training curves through dvclive (pipeline.curves)."""
+"""Training curves through dvclive (pipeline.training.curves)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline.curves import Curves, metric_name
+from pipeline.training.curves import Curves, metric_name
 
 
 def test_history_keys_map_to_train_and_valid_metrics():
@@ -27,9 +27,9 @@ def test_rows_become_one_tsv_per_quantity_and_a_restart_replays_instead_of_appen
     rows = [{"step": 10, "loss": 2.5, "lr": 0.001, "valid_bleu": 3.25},
             {"step": 20, "loss": 2.0, "lr": 0.0005, "valid_bleu": 4.5}]
     curves = Curves(tmp_path / "dvclive/nmt-lstm")
-    with pytest.raises(RuntimeError, match="before Curves.begin"):
+    with pytest.raises(RuntimeError, match="before Curves.start"):
         curves.log(rows[0])
-    curves.begin()
+    curves.start()
     for row in rows:
         curves.log(row)
     folder = tmp_path / "dvclive/nmt-lstm"
@@ -40,6 +40,6 @@ def test_rows_become_one_tsv_per_quantity_and_a_restart_replays_instead_of_appen
     assert subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--all-commits"], capture_output=True, text=True).stdout == ""
     # a resumed run: begin again with the rows its checkpoint held, then go on
     again = Curves(folder)
-    again.begin(rows[:1])
+    again.start(rows[:1])
     again.log({"step": 20, "loss": 1.75, "lr": 0.0005, "valid_bleu": 5.0})
     assert (folder / "plots/metrics/train/loss.tsv").read_text() == "step\tloss\n10\t2.5\n20\t1.75\n"

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import decode
+from pipeline.inference import decode
 
 V, EOS, PAD = 8, 3, 0
 # Next token after each token: 4 -> 5 -> 6 -> 7 -> EOS; BOS (2) -> 4; 1 -> 1 (never ends).

@@ -24,7 +24,7 @@ import yaml
 from werkzeug import Response
 
 from pipeline import params as params_module
-from pipeline import prices
+from pipeline.data import prices
 from pipeline.sources import iwslt
 from pipeline.sources.coindesk import PriceFormatError
 from pipeline.sources.coindesk_api import ApiKeyError
@@ -32,7 +32,7 @@ from pipeline.sources.fetch import USER_AGENT, FetchError
 from pipeline.stages import download, prepare_charlm, prepare_forecast, prepare_nmt
 
 from .conftest import FIXTURES, ROOT, merge
-from .test_coindesk_api import BPI, KEY, VAR, FakeApi
+from .helpers import BPI, KEY, VAR, FakeApi
 
 API_PATH = "/index/cc/v1/historical/days"
 FAST = {"retries": 2, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05,

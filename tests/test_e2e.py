@@ -8,48 +8,14 @@ which `dvc metrics diff` and `dvc params diff` then report.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT, merge, tiny_overrides
-from .test_coindesk_api import KEY, VAR, FakeApi
-
-COPY = ["pipeline", "dvc.yaml", "data/embedded", "tests/fixtures", ".dvc/config", ".dvc/.gitignore",
-        ".dvc/offline-plots.html", ".dvc/plots", ".gitignore"]
-
-
-def sh(repo: Path, *cmd: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
-
-
-def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return sh(repo, sys.executable, "-m", "dvc", *args)
-
-
-def make_repo(repo: Path, params: dict, extra: tuple[str, ...] = ()) -> Path:
-    for rel in (*COPY, *extra):
-        src, dst = ROOT / rel, repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
-    return repo
+from .conftest import merge, tiny_overrides
+from .helpers import KEY, VAR, FakeApi, dvc, make_repo, sh
 
 
 @pytest.fixture(scope="module")

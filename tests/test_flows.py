@@ -23,11 +23,10 @@ import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from pipeline import serving
+from pipeline.serving import promotion
 
 from .conftest import merge, tiny_overrides
-from .test_coindesk_api import KEY, VAR, FakeApi
-from .test_e2e import make_repo
+from .helpers import KEY, VAR, FakeApi, make_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +187,7 @@ def test_the_scheduled_deployment_is_listed_and_a_run_of_it_completes(ops, serve
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
     assert run.state.is_completed(), run.state
-    decisions = serving.decisions(serving_params(ops))
+    decisions = promotion.decisions(serving_params(ops))
     assert len(decisions) == 1 and decisions[0]["promoted"] and decisions[0]["reason"] == "no model was served yet"
     assert decisions[0]["data_last_day"] == SERVED_UNTIL
     latest = json.loads((ops / "serving/forecast/latest.json").read_text())
@@ -223,7 +222,7 @@ def test_a_transient_fault_is_retried_with_backoff_to_success(ops, api):
     assert fetch.run_count == 3 and fetch.state.is_completed()
     table = (ops / "data/raw/forecast/coindesk/prices.csv").read_text()
     assert "2018-11-10" in table and "2018-11-11" not in table
-    last = serving.decisions(serving_params(ops))[-1]
+    last = promotion.decisions(serving_params(ops))[-1]
     assert last["data_last_day"] == "2018-11-10" and last["candidate"]["last_origin"] > "2018-09-01"
 
 
@@ -245,21 +244,21 @@ def test_a_worse_candidate_is_not_promoted(ops, api):
     params = yaml.safe_load((ops / "params.yaml").read_text())
     params["forecast"]["train"]["learning_rate"] = 10.0  # diverges: a far worse model
     (ops / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    served = serving.model_digest(ops / "serving/forecast/model")
+    served = promotion.model_digest(ops / "serving/forecast/model")
     state = refresh()
     assert state.is_completed(), state
     summary = state.result()
     assert summary["new_rows"] == 2 * 5 and not summary["promoted"]
     assert summary["reason"].startswith("worse, kept the served model: candidate MASE")
     assert summary["candidate"]["mase"] > summary["served_before"]["mase"]
-    assert serving.model_digest(ops / "serving/forecast/model") == served
-    last = serving.decisions(serving_params(ops))[-1]
+    assert promotion.model_digest(ops / "serving/forecast/model") == served
+    last = promotion.decisions(serving_params(ops))[-1]
     assert not last["promoted"] and last["data_last_day"] == "2018-11-15"
     latest = json.loads((ops / "serving/forecast/latest.json").read_text())
     assert latest["model"] == "serving/forecast/model" and latest["last_day"] == "2018-11-15"
     again = refresh()  # the same rejected candidate is not decided on twice
     assert again.result()["reason"].startswith("already decided at ")
-    assert serving.decisions(serving_params(ops))[-1] == last
+    assert promotion.decisions(serving_params(ops))[-1] == last
 
 
 def test_overlapping_refreshes_do_not_run_together(ops, api):
@@ -268,7 +267,7 @@ def test_overlapping_refreshes_do_not_run_together(ops, api):
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with serving.lock(params, timeout=5):
+        with promotion.lock(params, timeout=5):
             held.set()
             release.wait(30)
 

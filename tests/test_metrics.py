@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import metrics
+from pipeline.evaluation import metrics
 
 # sacrebleu's own documented example (README, "Using SacreBLEU from Python").
 HYPS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]

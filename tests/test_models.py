@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import train
 from pipeline.models.charlm import CharLM
-from pipeline.models.rnn import initial_carries
 from pipeline.models.forecaster import Forecaster
+from pipeline.models.rnn import initial_carries
 from pipeline.models.seq2seq import Seq2Seq
+from pipeline.training import losses, optim, steps
 
 CELLS = ["lstm", "gru"]
 
@@ -28,7 +28,7 @@ def nmt_setup(cell, attention="general", dropout=0.0, **options):
         "src_len": jnp.array([6, 4, 2, 1], jnp.int32),
         "trg_len": jnp.array([6, 3, 5, 1], jnp.int32),
     }
-    state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
+    state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-2, 1.0),
                                batch["src"], batch["src_len"], batch["trg"][:, :-1])
     return model, state, batch
 
@@ -40,7 +40,7 @@ def charlm_setup(cell, dropout=0.0, input="embedding"):
              "targets": jnp.asarray(rng.integers(0, 9, (3, 8)), jnp.int32),
              "reset": np.bool_(True)}
     carry = initial_carries(cell, 2, 10, 3)
-    state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
+    state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-2, 1.0),
                                batch["inputs"], carry)
     return model, state, batch, carry
 
@@ -50,7 +50,7 @@ def forecast_setup(cell):
     rng = np.random.default_rng(0)
     batch = {"inputs": jnp.asarray(rng.normal(size=(6, 9, 2)), jnp.float32),
              "targets": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)}
-    state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
+    state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-2, 1.0),
                                batch["inputs"])
     return model, state, batch
 
@@ -67,7 +67,7 @@ def assert_every_leaf_changed(before, after):
 @pytest.mark.parametrize("attention", ["none", "dot", "general", "scaled", "bahdanau"])
 def test_nmt_padding_does_not_change_the_loss(cell, attention):
     model, state, batch = nmt_setup(cell, attention)
-    loss_fn = jax.jit(train.nmt_loss(model), static_argnums=4)
+    loss_fn = jax.jit(losses.nmt_loss(model), static_argnums=4)
     base, _ = loss_fn(state.params, batch, None, jax.random.key(0), False)
     noisy = dict(batch)
     src_pad = jnp.arange(6)[None, :] >= batch["src_len"][:, None]
@@ -87,7 +87,7 @@ def test_nmt_padding_does_not_change_the_loss(cell, attention):
 def test_one_nmt_step_changes_every_parameter(cell):
     model, state, batch = nmt_setup(cell, dropout=0.1)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(train.nmt_loss(model))
+    step = steps.make_train_step(losses.nmt_loss(model))
     state, _, loss = step(state, batch, None, jax.random.key(1))
     assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)
@@ -97,7 +97,7 @@ def test_one_nmt_step_changes_every_parameter(cell):
 def test_one_charlm_step_changes_every_parameter(cell):
     model, state, batch, carry = charlm_setup(cell, dropout=0.1)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(train.charlm_loss(model))
+    step = steps.make_train_step(losses.charlm_loss(model))
     state, carry, _ = step(state, batch, carry, jax.random.key(1))
     assert_every_leaf_changed(before, state.params)
     assert any(np.abs(np.asarray(c)).sum() > 0 for c in jax.tree_util.tree_leaves(carry))
@@ -107,7 +107,7 @@ def test_one_charlm_step_changes_every_parameter(cell):
 def test_one_forecast_step_changes_every_parameter(cell):
     model, state, batch = forecast_setup(cell)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(train.forecast_loss(model))
+    step = steps.make_train_step(losses.forecast_loss(model))
     state, _, _ = step(state, batch, None, jax.random.key(1))
     assert_every_leaf_changed(before, state.params)
 
@@ -116,18 +116,18 @@ def toy(workload):
     """(state, batch, carry, loss_fn) for one workload's tiny model."""
     if workload == "nmt":
         model, state, batch = nmt_setup("gru")
-        return state, batch, None, train.nmt_loss(model)
+        return state, batch, None, losses.nmt_loss(model)
     if workload == "charlm":
         model, state, batch, carry = charlm_setup("lstm")
-        return state, batch, carry, train.charlm_loss(model)
+        return state, batch, carry, losses.charlm_loss(model)
     model, state, batch = forecast_setup("lstm")
-    return state, batch, None, train.forecast_loss(model)
+    return state, batch, None, losses.forecast_loss(model)
 
 
 @pytest.mark.parametrize("workload", ["nmt", "charlm", "forecast"])
 def test_loss_falls_on_a_toy_batch(workload):
     state, batch, carry, loss_fn = toy(workload)
-    step = train.make_train_step(loss_fn)
+    step = steps.make_train_step(loss_fn)
     loss_fn = jax.jit(loss_fn, static_argnums=4)
     first, _ = loss_fn(state.params, batch, carry, jax.random.key(0), False)
     for i in range(30):
@@ -143,7 +143,7 @@ def test_charlm_carry_continues_across_windows(cell):
     rng = np.random.default_rng(1)
     seq = jnp.asarray(rng.integers(0, 9, (3, 17)), jnp.int32)
     x, y = seq[:, :-1], seq[:, 1:]
-    loss_fn = jax.jit(train.charlm_loss(model), static_argnums=4)
+    loss_fn = jax.jit(losses.charlm_loss(model), static_argnums=4)
     whole = {"inputs": x, "targets": y, "reset": np.bool_(True)}
     _, (_, s_whole) = loss_fn(state.params, whole, carry, jax.random.key(0), False)
     first = {"inputs": x[:, :8], "targets": y[:, :8], "reset": np.bool_(True)}
@@ -196,7 +196,7 @@ def test_every_variant_trains_every_parameter(attention, feeding, tie):
                 "bahdanau": ["attn_query", "attn_v"]}[attention] + (["to_embed", "out_bias"] if tie else ["project"])
     assert all(any(e in n for n in names) for e in expected), names
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    step = train.make_train_step(train.nmt_loss(model, label_smoothing=0.1))
+    step = steps.make_train_step(losses.nmt_loss(model, label_smoothing=0.1))
     state, _, loss = step(state, batch, None, jax.random.key(1))
     assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)
@@ -211,7 +211,7 @@ def test_impossible_model_options_are_refused():
 
 def test_label_smoothing_changes_the_training_loss_only():
     model, state, batch = nmt_setup("gru")
-    plain, smooth = train.nmt_loss(model), train.nmt_loss(model, label_smoothing=0.2)
+    plain, smooth = losses.nmt_loss(model), losses.nmt_loss(model, label_smoothing=0.2)
     key = jax.random.key(0)
     train_plain, _ = plain(state.params, batch, None, key, True)
     train_smooth, _ = smooth(state.params, batch, None, key, True)
@@ -226,6 +226,21 @@ def test_onehot_input_has_no_embedding_and_trains():
     assert "embedding" not in state.params
     assert state.params["rnn"]["layer0"]["wi"].shape[0] == 9  # the vocabulary, one-hot
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    state, _, loss = train.make_train_step(train.charlm_loss(model))(state, batch, carry, jax.random.key(1))
+    state, _, loss = steps.make_train_step(losses.charlm_loss(model))(state, batch, carry, jax.random.key(1))
     assert np.isfinite(float(loss["loss"]))
     assert_every_leaf_changed(before, state.params)
+
+
+@pytest.mark.parametrize("attention", ["general", "scaled", "bahdanau"])
+def test_attention_keeps_its_parameter_names_and_initial_values(attention):
+    """Attention is a module of its own whose parameters live in the model's scope under
+    their historical names (model directories load unchanged), created before the tied
+    output bias, as they were, so the same seed gives the same initial weights whether
+    or not the embeddings are tied."""
+    names = {"general": {"attn_key", "attn_combine"}, "scaled": {"attn_key", "attn_combine", "attn_scale"},
+             "bahdanau": {"attn_key", "attn_combine", "attn_query", "attn_v"}}[attention]
+    _, untied, _ = nmt_setup("lstm", attention)
+    _, tied, _ = nmt_setup("lstm", attention, tie_embeddings=True)
+    assert names <= set(untied.params) and {k for k in untied.params if k.startswith("attn")} == names
+    for name in names:
+        jax.tree_util.tree_map(np.testing.assert_array_equal, untied.params[name], tied.params[name])

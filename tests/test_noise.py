@@ -1,10 +1,10 @@
-"""Noise bands (pipeline/noise.py): the spread over seeds, and what a change is called."""
+"""Noise bands (pipeline/evaluation/noise.py): the spread over seeds, and what a change is called."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline import noise
+from pipeline.evaluation import noise
 
 
 def test_bands_are_the_spread_over_seeds_of_every_numeric_metric():

@@ -17,29 +17,30 @@ from .conftest import ROOT
 
 SCRIPT = r"""
 import json, jax, numpy as np
-from pipeline import batches, parallel, train
+from pipeline.data import batches
+from pipeline.training import loop, losses, optim, parallel, steps
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 
 assert len(jax.devices()) == 4, jax.devices()
 ids = np.random.default_rng(0).integers(0, 20, 6000).astype(np.int32)
-b, t, steps = 8, 12, 6
+b, t, n_steps = 8, 12, 6
 
 def run(devices):
     model = CharLM(vocab=20, cell="lstm", embed=8, hidden=16, layers=2, dropout=0.2)
     carry = initial_carries("lstm", 2, 16, b)
-    tx = train.make_optimizer(0.01, 1.0)
-    state = train.create_state(model, jax.random.key(0), tx, np.zeros((b, t), np.int32), carry)
-    state, history = train.fit(state, train.make_train_step(train.charlm_loss(model)),
-                               batches.stream_windows(ids, b, t), steps, jax.random.key(1), 1,
-                               lambda params: {}, carry=carry, devices=devices)
+    tx = optim.make_optimizer(0.01, 1.0)
+    state = steps.create_state(model, jax.random.key(0), tx, np.zeros((b, t), np.int32), carry)
+    job = loop.Job(state, steps.make_train_step(losses.charlm_loss(model)), batches.stream_windows(ids, b, t),
+                   jax.random.key(1), loop.FitOptions(steps=n_steps, log_every=1, batch_size=b), carry=carry)
+    state, history = loop.fit(job, devices=devices)
     leaf = jax.tree_util.tree_leaves(state.params)[0]
     return {"loss": [row["loss"] for row in history], "devices": len(leaf.sharding.device_set),
             "params": [np.asarray(x).tolist() for x in jax.tree_util.tree_leaves(state.params)[:2]]}
 
 one = run(jax.devices()[:1])
 four = run(None)
-odd = parallel.mesh_for({"x": np.zeros((6, 3))})  # 6 rows do not split over 4 devices
+odd = parallel.mesh_for(6)  # 6 rows do not split over 4 devices
 print(json.dumps({"one": one, "four": four, "odd_batch_mesh": odd is not None,
                   "sharded_rows": len(parallel.shard({"x": np.zeros((8, 3))}, parallel.data_mesh())["x"].addressable_shards)}))
 """

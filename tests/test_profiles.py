@@ -7,13 +7,13 @@ import shutil
 import pytest
 
 from pipeline import params as params_module
-from pipeline import profiles
+from pipeline.commands import profile
 from pipeline.params import ParamsError
 
 from .conftest import ROOT
-from .test_cli import run_cli
+from .helpers import run_cli
 
-SHIPPED = profiles.available(ROOT / "profiles")
+SHIPPED = profile.available(ROOT / "profiles")
 
 
 def copy_params(tmp_path):
@@ -29,16 +29,16 @@ def test_the_shipped_profiles_exist():
 @pytest.mark.parametrize("names", [[n] for n in SHIPPED] + [SHIPPED])
 def test_every_shipped_profile_applies_and_loads(tmp_path, names):
     path = copy_params(tmp_path)
-    changed = profiles.apply(names, path, ROOT / "profiles")
+    changed = profile.apply(names, path, ROOT / "profiles")
     assert changed
     params_module.load(path)  # the result is a valid params.yaml
-    assert profiles.apply(names, path, ROOT / "profiles") == []  # applying again changes nothing
+    assert profile.apply(names, path, ROOT / "profiles") == []  # applying again changes nothing
 
 
 def test_remote_profile_switches_sources_and_keeps_everything_else(tmp_path):
     path = copy_params(tmp_path)
     original = path.read_text().splitlines()
-    changed = dict((k, new) for k, _, new in profiles.apply(["remote"], path, ROOT / "profiles"))
+    changed = dict((k, new) for k, _, new in profile.apply(["remote"], path, ROOT / "profiles"))
     p = params_module.load(path)
     assert p.sources.nmt.url.startswith("https://") and p.sources.nmt.format == "tatoeba-zip"
     assert p.sources.forecast.format == "coindesk-api" and p.sources.forecast.api.key_env == "COINDESK_API_KEY"
@@ -58,12 +58,12 @@ def test_a_profile_cannot_add_keys_or_break_types(tmp_path):
     folder.mkdir()
     (folder / "typo.yaml").write_text("sources:\n  nmt:\n    urll: x\n")
     with pytest.raises(ParamsError, match=r"typo.yaml: key 'sources.nmt.urll' is not in params.yaml"):
-        profiles.apply(["typo"], path, folder)
+        profile.apply(["typo"], path, folder)
     (folder / "badtype.yaml").write_text("nmt:\n  train:\n    steps: many\n")
     with pytest.raises(ParamsError, match=r"'nmt.train.steps' must be int"):
-        profiles.apply(["badtype"], path, folder)
+        profile.apply(["badtype"], path, folder)
     with pytest.raises(ParamsError, match="no such profile; available: badtype, typo"):
-        profiles.apply(["nope"], path, folder)
+        profile.apply(["nope"], path, folder)
     assert path.read_text() == before
 
 

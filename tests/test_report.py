@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import vega
-from pipeline.report import ReportError, write_report
+from pipeline.commands import vega
+from pipeline.commands.dvc_cli import DvcError
+from pipeline.commands.report import write_report
 
-from .test_e2e import sh
+from .helpers import sh
 
 
 def commit(repo: Path, bleu: float, loss: float, lr: float, curve: list[tuple[int, float]], message: str,
@@ -79,7 +80,7 @@ def test_report_against_the_workspace(repo, tmp_path):
 
 
 def test_report_names_a_bad_revision(repo, tmp_path):
-    with pytest.raises(ReportError, match="nosuchrev"):
+    with pytest.raises(DvcError, match="nosuchrev"):
         write_report(repo, "nosuchrev", "HEAD", tmp_path / "x")
     assert not (tmp_path / "x").exists()
 

@@ -15,13 +15,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline import batches, inference, resume, train
-from pipeline.curves import Curves
+from pipeline.data import batches
+from pipeline.evaluation import heldout
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
+from pipeline.training import checkpoints, loop, losses, optim, steps
+from pipeline.training.curves import Curves
 
 from .conftest import merge, tiny_overrides
-from .test_e2e import dvc, make_repo
+from .helpers import dvc, make_repo
 
 B, T, V, STEPS = 4, 8, 11, 20
 IDS = np.random.default_rng(0).integers(0, V, 3000).astype(np.int32)
@@ -33,9 +35,9 @@ def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int |
     part of fit that a checkpoint must hold. ``curves``: log them there through dvclive."""
     model = CharLM(vocab=V, cell="lstm", embed=8, hidden=16, layers=2, dropout=0.2)
     carry = initial_carries("lstm", 2, 16, B)
-    state = train.create_state(model, jax.random.key(0), train.make_optimizer(1e-2, 1.0),
+    state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-2, 1.0),
                                np.zeros((B, T), np.int32), carry)
-    eval_step = train.make_eval_step(train.charlm_loss(model))
+    eval_step = heldout.make_eval_step(losses.charlm_loss(model))
 
     def stream():
         for i, batch in enumerate(batches.stream_windows(IDS, B, T), 1):
@@ -45,12 +47,13 @@ def run_fit(ckpt_dir: Path | None, fail_at: int | None = None, sigterm_at: int |
                 os.kill(os.getpid(), signal.SIGTERM)
             yield batch
 
-    checkpoints = None if ckpt_dir is None else resume.Checkpoints(ckpt_dir, every=4)
-    return train.fit(state, train.make_train_step(train.charlm_loss(model)), stream(), STEPS, jax.random.key(1),
-                     log_every=5, carry=carry, select="valid_score", checkpoints=checkpoints,
-                     learning_rate=train.make_schedule(1e-2),
-                     curves=None if curves is None else Curves(curves),
-                     evaluate=lambda p: {"valid_score": -inference.stream_loss(eval_step, p, IDS[:400], model, B, T)})
+    hooks = ([] if ckpt_dir is None else [checkpoints.Checkpoints(ckpt_dir, every=4)]) + \
+        ([] if curves is None else [Curves(curves)])
+    job = loop.Job(state, steps.make_train_step(losses.charlm_loss(model)), stream(), jax.random.key(1),
+                   loop.FitOptions(steps=STEPS, log_every=5, batch_size=B, select="valid_score"),
+                   evaluate=lambda p: {"valid_score": -heldout.stream_loss(eval_step, p, IDS[:400], model, B, T)},
+                   carry=carry, learning_rate=optim.make_schedule(1e-2))
+    return loop.fit(job, hooks)
 
 
 def timeless(history):
@@ -105,7 +108,7 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupt
 
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, uninterrupted, capsys):
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(train.Interrupted, match=r"stopped by SIGTERM at step 7/20") as err:
+    with pytest.raises(loop.Interrupted, match=r"stopped by SIGTERM at step 7/20") as err:
         run_fit(tmp_path, sigterm_at=7)
     assert err.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
@@ -115,13 +118,13 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, uninterrupted, capsys):
 
 
 def test_a_damaged_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys):
-    ckpt = resume.Checkpoints(tmp_path, every=1)
+    ckpt = checkpoints.Checkpoints(tmp_path, every=1)
     tree = {"w": jnp.arange(6.0), "n": jnp.int32(0)}
     for step in (1, 2, 3):
         ckpt.save(step, {"w": tree["w"] * step, "n": jnp.int32(step)}, {"step": step})
     for data in (tmp_path / "3" / "state").rglob("d/*"):  # the array data files, truncated
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    step, got, meta = resume.Checkpoints(tmp_path, every=1).restore(tree)
+    step, got, meta = checkpoints.Checkpoints(tmp_path, every=1).restore(tree)
     assert step == 2 and meta == {"step": 2} and int(got["n"]) == 2
     np.testing.assert_array_equal(got["w"], np.arange(6.0) * 2)
     assert "skipping an unreadable checkpoint" in capsys.readouterr().out
@@ -130,23 +133,23 @@ def test_a_damaged_checkpoint_is_skipped_for_the_previous_one(tmp_path, capsys):
 
 def test_a_checkpoint_whose_bytes_changed_is_detected(tmp_path, capsys):
     """Damage that still decodes (a flipped value) fails the recorded sha256."""
-    ckpt = resume.Checkpoints(tmp_path, every=1)
+    ckpt = checkpoints.Checkpoints(tmp_path, every=1)
     ckpt.save(1, {"w": jnp.ones(4)}, {"step": 1})
     ckpt.save(2, {"w": jnp.full(4, 2.0)}, {"step": 2})
     meta = next((tmp_path / "2" / "meta").glob("metadata"))
     meta.write_text(meta.read_text().replace('"sha256": "', '"sha256": "0'))
-    step, got, _ = resume.Checkpoints(tmp_path, every=1).restore({"w": jnp.zeros(4)})
+    step, got, _ = checkpoints.Checkpoints(tmp_path, every=1).restore({"w": jnp.zeros(4)})
     assert step == 1 and "do not match the sha256" in capsys.readouterr().out
 
 
 def test_the_fingerprint_separates_configs_and_data(tmp_path):
     data = tmp_path / "train.npz"
     data.write_bytes(b"abc")
-    a = resume.fingerprint({"lr": 1.0}, [data])
-    assert a == resume.fingerprint({"lr": 1.0}, [data])
-    assert a != resume.fingerprint({"lr": 2.0}, [data])
+    a = checkpoints.fingerprint({"lr": 1.0}, [data])
+    assert a == checkpoints.fingerprint({"lr": 1.0}, [data])
+    assert a != checkpoints.fingerprint({"lr": 2.0}, [data])
     data.write_bytes(b"abd")
-    assert a != resume.fingerprint({"lr": 1.0}, [data])
+    assert a != checkpoints.fingerprint({"lr": 1.0}, [data])
 
 
 @pytest.mark.e2e
@@ -203,3 +206,26 @@ def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_para
     # throughput is wall clock: the same steps, other values
     fresh_speed = (repo / curves / "train/tokens_per_s.tsv").read_text().splitlines()
     assert [r.split("\t")[0] for r in speed] == [r.split("\t")[0] for r in fresh_speed]
+
+
+def test_a_checkpoint_written_by_other_code_is_not_resumed(tmp_path, monkeypatch):
+    """DVC reruns a train stage with unchanged params and data only when its code changed:
+    resuming that run's finished checkpoint would hand back the old model."""
+    package = tmp_path / "pkg"
+    (package / "models").mkdir(parents=True)
+    (package / "models" / "charlm.py").write_text("A = 1\n")
+    before = checkpoints.code_digest(package)
+    (package / "models" / "charlm.py").write_text("A = 2\n")
+    assert checkpoints.code_digest(package) != before
+    after = checkpoints.code_digest(package)
+    (package / "notes.txt").write_text("not code")
+    assert checkpoints.code_digest(package) == after
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.npz").write_bytes(b"x")
+    one = checkpoints.for_run(tmp_path / "ck", "train_charlm@lstm", {"seed": 0}, data, 4)
+    two = checkpoints.for_run(tmp_path / "ck", "train_charlm@lstm", {"seed": 0}, data, 4)
+    assert one.directory == two.directory  # same run, same code: the kill-and-resume case
+    monkeypatch.setattr(checkpoints, "code_digest", lambda: "other code")
+    other = checkpoints.for_run(tmp_path / "ck", "train_charlm@lstm", {"seed": 0}, data, 4)
+    assert other.directory != one.directory

@@ -7,11 +7,9 @@ import multiprocessing
 import time
 
 import pytest
-import yaml
 
-from pipeline import serving
+from pipeline.serving import promotion
 
-from .conftest import ROOT
 
 
 def scores(mase: float, model: str = "a", windows: int = 10, last_origin: str = "2018-10-01") -> dict:
@@ -19,39 +17,44 @@ def scores(mase: float, model: str = "a", windows: int = 10, last_origin: str = 
             "last_origin": last_origin, "model": model}
 
 
-@pytest.mark.parametrize("candidate, served, tolerance, kind", [
-    (scores(1.2, "b"), None, 0.0, "first"),
-    (scores(1.2, "a"), scores(1.0, "a"), 0.0, "same"),
-    (scores(0.9, "b"), scores(1.0, "a"), 0.0, "not-worse"),
-    (scores(1.0, "b"), scores(1.0, "a"), 0.0, "not-worse"),  # a tie refreshes to newer data
-    (scores(1.01, "b"), scores(1.0, "a"), 0.0, "worse"),
-    (scores(1.01, "b"), scores(1.0, "a"), 0.02, "not-worse"),
-    (scores(1.03, "b"), scores(1.0, "a"), 0.02, "worse"),
+@pytest.mark.parametrize("candidate, served, tolerance, kind, promoted", [
+    (scores(1.2, "b"), None, 0.0, "first", True),
+    (scores(1.2, "a"), scores(1.0, "a"), 0.0, "same", False),
+    (scores(0.9, "b"), scores(1.0, "a"), 0.0, "not-worse", True),
+    (scores(1.0, "b"), scores(1.0, "a"), 0.0, "not-worse", True),  # a tie refreshes to newer data
+    (scores(1.01, "b"), scores(1.0, "a"), 0.0, "worse", False),
+    (scores(1.01, "b"), scores(1.0, "a"), 0.02, "not-worse", True),
+    (scores(1.03, "b"), scores(1.0, "a"), 0.02, "worse", False),
 ])
-def test_decide_promotes_only_a_candidate_that_is_not_worse(candidate, served, tolerance, kind):
-    decision = serving.decide(candidate, served, tolerance)
-    assert decision.kind == kind
-    assert decision.promote == (kind in ("first", "not-worse"))
+def test_decide_promotes_only_a_candidate_that_is_not_worse(tmp_path, tiny_params, candidate, served, tolerance,
+                                                            kind, promoted):
+    decision = promotion.decide(candidate, served, tolerance)
+    assert decision.kind == kind and decision.promote is promoted
     if kind in ("not-worse", "worse"):
         assert f"candidate MASE {candidate['mase']:.4f} vs served {served['mase']:.4f}" in decision.reason
+    # what the decision does to the log: it records whether the model was promoted
+    params = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
+        tiny_params.forecast, serve=dataclasses.replace(tiny_params.forecast.serve, dir=str(tmp_path))))
+    entry = promotion.record(params, decision, "2018-11-20")
+    assert promotion.decisions(params) == [entry] and entry["promoted"] is promoted
 
 
 def test_decide_refuses_scores_from_different_windows():
     with pytest.raises(ValueError, match="different windows"):
-        serving.decide(scores(1.0, "b", last_origin="2018-10-02"), scores(1.0, "a"), 0.0)
+        promotion.decide(scores(1.0, "b", last_origin="2018-10-02"), scores(1.0, "a"), 0.0)
 
 
 def test_the_model_digest_changes_with_any_byte(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m/params.msgpack").write_bytes(b"\x01\x02")
     (tmp_path / "m/config.json").write_text("{}")
-    first = serving.model_digest(tmp_path / "m")
+    first = promotion.model_digest(tmp_path / "m")
     (tmp_path / "m/params.msgpack").write_bytes(b"\x01\x03")
-    assert serving.model_digest(tmp_path / "m") != first
+    assert promotion.model_digest(tmp_path / "m") != first
 
 
 def _hold_lock(params, ready, release):
-    with serving.lock(params, timeout=5):
+    with promotion.lock(params, timeout=5):
         ready.set()
         release.wait(30)
 
@@ -67,27 +70,32 @@ def test_the_lock_excludes_another_process_until_released(tmp_path, tiny_params)
     try:
         assert ready.wait(60)
         began = time.monotonic()
-        with pytest.raises(serving.LockBusy, match=r"serve/\.lock: another refresh has held this lock for over 0\.5s"):
-            with serving.lock(params, timeout=0.5):
+        with pytest.raises(promotion.LockBusy, match=r"serve/\.lock: another refresh has held this lock for over 0\.5s"):
+            with promotion.lock(params, timeout=0.5):
                 pass
         assert time.monotonic() - began >= 0.5
     finally:
         release.set()
         holder.join(30)
-    with serving.lock(params, timeout=5) as path:  # released by the holder's exit
+    with promotion.lock(params, timeout=5) as path:  # released by the holder's exit
         assert path.read_text().strip().isdigit()
 
 
-def test_serve_builds_the_deployments_of_prefect_yaml():
-    from flows import serve
+def test_the_scheduled_refresh_runs_daily_one_at_a_time_with_retries():
+    """What operators rely on, checked on the deployments serve.py builds from prefect.yaml."""
+    from prefect.client.schemas.schedules import CronSchedule
 
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    from flows import serve
+    from flows.refresh_forecaster import refresh_forecaster
+    from flows.run_pipeline import run_pipeline
+
     built = {d.name: d for d in serve.deployments()}
-    assert set(built) == {d["name"] for d in config}
-    for d in config:
-        runner = built[d["name"]]
-        assert runner.entrypoint == d["entrypoint"]
-        assert [(s.schedule.cron, s.schedule.timezone) for s in runner.schedules] == [
-            (s["cron"], s["timezone"]) for s in d.get("schedules") or []]
-        assert (runner.concurrency_limit or None) == d.get("concurrency_limit")
-        assert runner.parameters == (d.get("parameters") or {})
+    daily, manual = built["daily"], built["manual"]
+    assert daily.entrypoint.endswith(":refresh_forecaster") and daily.flow_name == refresh_forecaster.name
+    assert manual.entrypoint.endswith(":run_pipeline") and manual.flow_name == run_pipeline.name
+    assert daily.concurrency_limit == 1 and not manual.schedules  # manual runs only on request
+    (schedule,) = daily.schedules
+    assert isinstance(schedule.schedule, CronSchedule) and schedule.active
+    minute, hour, day, month, weekday = schedule.schedule.cron.split()
+    assert minute.isdigit() and hour.isdigit() and (day, month, weekday) == ("*", "*", "*")  # once a day
+    assert daily.parameters["fetch_retries"] >= 1  # a transient fetch failure is retried

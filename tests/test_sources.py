@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.sources import coindesk
-from pipeline.sources.text import TextError, read_corpus
+from pipeline.sources.plaintext import TextError, read_corpus
 
 from .conftest import ROOT
 

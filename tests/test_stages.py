@@ -48,14 +48,19 @@ def test_download_writes_verified_raw_files(workdir, tiny_params):
         assert raw.is_file() and raw.stat().st_size > 1000
 
 
-def test_nmt_stages(workdir):
+def test_nmt_stages(workdir, tiny_params):
     prepared = workdir / "data/prepared/nmt"
     vocab = json.loads((prepared / "vocab.json").read_text())
     assert vocab["src"][:4] == ["<pad>", "<unk>", "<s>", "</s>"]
     test = (prepared / "test.tsv").read_text().splitlines()
     train_src = {line.split("\t")[0] for line in (prepared / "train.tsv").read_text().splitlines()}
     assert test and not {line.split("\t")[0] for line in test} & train_src
-    assert (workdir / "models/nmt/lstm/config.json").is_file()
+    # the model directory records what rnnpipe translate needs to encode as training did
+    config = json.loads((workdir / "models/nmt/lstm/config.json").read_text())
+    assert config["vocab"] == vocab and vocab["normalize"] == "tatoeba"
+    d = tiny_params.nmt.decode
+    assert config["buckets"] == list(tiny_params.nmt.data.buckets)
+    assert config["decode"] == {"max_len_factor": d.max_len_factor, "batch_size": d.batch_size}
     curves = workdir / "dvclive/nmt-lstm/plots/metrics"
     assert sorted(str(p.relative_to(curves)) for p in curves.rglob("*.tsv")) == [
         "train/grad_norm.tsv", "train/loss.tsv", "train/lr.tsv", "train/tokens_per_s.tsv",
@@ -111,7 +116,6 @@ def test_forecast_stages(workdir, tiny_params):
 
 
 def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_params):
-    from pipeline.stages import baseline_forecast
 
     p = tiny_params.forecast
     windows = artifacts.read_npz(workdir / "data/prepared/forecast/windows.npz")
@@ -125,7 +129,7 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     k = len(starts) // 2
     origin = int(starts[k]) + p.data.input_len
     history = windows["series"][origin - p.baselines.fit_days:origin, 0]
-    from pipeline import baselines
+    from pipeline.evaluation import baselines
     again = baselines.auto_ets(history, p.data.output_len)
     np.testing.assert_allclose(stored["autoets"][k], again.forecast, rtol=1e-9)
     assert models["windows"][k] == {"origin": str(windows["dates"][origin]),
@@ -133,7 +137,7 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     np.testing.assert_array_equal(stored["naive"][k], np.full(p.data.output_len, windows["series"][origin - 1, 0]))
     assert sum(models["chosen"]["autoets"].values()) == len(starts)
     # Histories end the day before the origin: the first forecast day is never fitted on.
-    fit_on = baseline_forecast.histories(windows["series"], starts, p.data.input_len, p.baselines.fit_days)
+    fit_on = baselines.histories(windows["series"], starts, p.data.input_len, p.baselines.fit_days)
     assert fit_on.shape == (len(starts), p.baselines.fit_days)
     np.testing.assert_array_equal(fit_on[:, -1], windows["series"][starts + p.data.input_len - 1, 0])
 
@@ -208,18 +212,26 @@ def test_bad_input_keeps_previous_prepared_outputs(workdir, tiny_params, monkeyp
 
 
 def test_model_directory_is_self_describing(workdir):
-    from pipeline.checkpoint import load_model
+    """The directory alone (no params.yaml) rebuilds the model its parameters fit."""
+    import jax
+
+    from pipeline.models.forecaster import Forecaster
+    from pipeline.models.store import load_model
     params, config = load_model(workdir / "models/forecast/lstm")
     assert config["model"]["cell"] == "lstm" and config["features"] == ["close"]
-    assert artifacts.read_json(workdir / "models/forecast/lstm/config.json") == config
-    assert "encoder" in params and "decoder" in params
+    model = Forecaster(**config["model"])
+    inputs = np.zeros((2, config["input_len"], len(config["features"])), np.float32)
+    fresh = model.init(jax.random.key(0), inputs)["params"]
+    assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(params)
+    assert [np.shape(x) for x in jax.tree_util.tree_leaves(fresh)] == [np.shape(x) for x in jax.tree_util.tree_leaves(params)]
+    assert model.apply({"params": params}, inputs).shape == (2, config["model"]["output_len"])
 
 
 def test_model_bytes_are_a_function_of_the_params(tmp_path):
     """Saving the same parameters twice gives identical files (stable DVC hashes)."""
     import numpy as np
 
-    from pipeline.checkpoint import CheckpointError, load_model, save_model
+    from pipeline.models.store import CheckpointError, load_model, save_model
     params = {"layer": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
     save_model(tmp_path / "a", params, {"x": 1})
     save_model(tmp_path / "b", params, {"x": 1})
@@ -341,4 +353,4 @@ def test_forecast_command_writes_the_next_horizon(workdir, tiny_params, tmp_path
     (other / "windows.npz").write_bytes((workdir / "data/prepared/forecast/windows.npz").read_bytes())
     (other / "meta.json").write_text(json.dumps(dict(meta, features=["close", "high"])))
     bad = run_forecast("models/forecast/lstm", "--prepared", str(other))
-    assert bad.returncode == 1 and "trained on features ['close']" in bad.stderr
+    assert bad.returncode == 1 and "made for features ['close']" in bad.stderr

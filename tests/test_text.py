@@ -7,20 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import batches, text
+from pipeline.data import batches, tokens
 from pipeline.sources import tatoeba
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40))
 def test_word_tokens_detokenize_to_the_normalised_sentence(sentence):
     normal = tatoeba.normalize(sentence)
-    assert text.detokenize(text.tokenize(normal, "word"), "word") == normal
-    assert text.detokenize(text.tokenize(normal, "char"), "char") == normal
+    assert tokens.detokenize(tokens.tokenize(normal, "word"), "word") == normal
+    assert tokens.detokenize(tokens.tokenize(normal, "char"), "char") == normal
 
 
 def test_word_tokens_mark_preceding_spaces():
-    assert text.tokenize("Je l'aime !", "word") == ["Je", "▁l", "'", "aime", "▁!"]
-    assert text.detokenize(["Je", "▁l", "'", "<unk>", "▁!"], "word") == "Je l' <unk> !"
+    assert tokens.tokenize("Je l'aime !", "word") == ["Je", "▁l", "'", "aime", "▁!"]
+    assert tokens.detokenize(["Je", "▁l", "'", "<unk>", "▁!"], "word") == "Je l' <unk> !"
 
 
 def test_parse_pairs_handles_both_formats_and_odd_spaces():
@@ -37,33 +37,33 @@ def test_malformed_lines_name_file_and_line(line, why):
 
 def test_split_by_source_keeps_every_translation_of_a_source_together():
     pairs = [(f"s{i}", f"t{i}-{j}") for i in range(50) for j in range(i % 3 + 1)]
-    train, valid, test = text.split_by_source(pairs, 5, 10, seed=0)
+    train, valid, test = tokens.split_by_source(pairs, 5, 10, seed=0)
     src = lambda rows: {s for s, _ in rows}  # noqa: E731
     assert not src(train) & src(test) and not src(train) & src(valid) and not src(valid) & src(test)
     assert len(src(valid)) == 5 and len(src(test)) == 10
     assert sorted(train + valid + test) == sorted(pairs)
-    assert text.split_by_source(pairs, 5, 10, seed=0) == (train, valid, test)
+    assert tokens.split_by_source(pairs, 5, 10, seed=0) == (train, valid, test)
 
 
 def test_vocab_min_freq_and_unk():
-    vocab = text.build_vocab([["a", "b", "a"], ["a", "c"]], min_freq=2)
-    assert vocab.tokens == (*text.SPECIALS, "a")
-    assert vocab.encode(["a", "zzz"]) == [4, text.UNK_ID]
-    assert vocab.decode([4, text.UNK_ID, text.EOS_ID, 4]) == ["a", "<unk>"]
+    vocab = tokens.build_vocab([["a", "b", "a"], ["a", "c"]], min_freq=2)
+    assert vocab.tokens == (*tokens.SPECIALS, "a")
+    assert vocab.encode(["a", "zzz"]) == [4, tokens.UNK_ID]
+    assert vocab.decode([4, tokens.UNK_ID, tokens.EOS_ID, 4]) == ["a", "<unk>"]
 
 
 def test_encode_pairs_layout():
-    vocab = text.Vocab((*text.SPECIALS, "x", "y"))
-    out = text.encode_pairs([(["x"], ["y", "y"])], vocab, vocab, width=4)
-    np.testing.assert_array_equal(out["src"][0], [4, text.EOS_ID, 0, 0])
-    np.testing.assert_array_equal(out["trg"][0], [text.BOS_ID, 5, 5, text.EOS_ID, 0])
+    vocab = tokens.Vocab((*tokens.SPECIALS, "x", "y"))
+    out = tokens.encode_pairs([(["x"], ["y", "y"])], vocab, vocab, width=4)
+    np.testing.assert_array_equal(out["src"][0], [4, tokens.EOS_ID, 0, 0])
+    np.testing.assert_array_equal(out["trg"][0], [tokens.BOS_ID, 5, 5, tokens.EOS_ID, 0])
     assert out["src_len"][0] == 2 and out["trg_len"][0] == 3
 
 
 def make_pairs(n, rng):
     lens = rng.integers(1, 9, size=(n, 2))
-    vocab = text.Vocab((*text.SPECIALS, "w"))
-    return text.encode_pairs([(["w"] * a, ["w"] * b) for a, b in lens], vocab, vocab, width=10)
+    vocab = tokens.Vocab((*tokens.SPECIALS, "w"))
+    return tokens.encode_pairs([(["w"] * a, ["w"] * b) for a, b in lens], vocab, vocab, width=10)
 
 
 def test_bucket_batches_have_static_shapes_from_one_bucket():
@@ -100,10 +100,10 @@ def test_stream_layout_continues_each_stream_across_windows():
 
 
 def test_char_vocab_round_trip():
-    chars = text.char_vocab("hello\n")
-    assert "".join(chars[i] for i in text.encode_chars("hello\n", chars)) == "hello\n"
+    chars = tokens.char_vocab("hello\n")
+    assert "".join(chars[i] for i in tokens.encode_chars("hello\n", chars)) == "hello\n"
     with pytest.raises(KeyError, match="'z'"):
-        text.encode_chars("z", chars)
+        tokens.encode_chars("z", chars)
 
 
 def test_stream_windows_reset_only_at_each_pass_start():

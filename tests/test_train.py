@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from pipeline import train
+from pipeline.training import loop, optim, steps
 
 
 def lr_trace(tx, steps):
@@ -24,43 +24,43 @@ def lr_trace(tx, steps):
 
 
 def test_luong234_halves_four_times_over_the_last_third():
-    rates = lr_trace(train.make_optimizer(train.make_schedule(1.0, "luong234", 120), clip_norm=100.0, optimizer="sgd"), 120)
+    rates = lr_trace(optim.make_optimizer(optim.make_schedule(1.0, "luong234", 120), clip_norm=100.0, optimizer="sgd"), 120)
     assert rates[:80] == [1.0] * 80
     assert rates[80:90] == [1.0] * 10 and rates[90:100] == [0.5] * 10
     assert rates[100:110] == [0.25] * 10 and rates[110:] == [0.125] * 10  # the 4th halving lands at step 120
-    assert lr_trace(train.make_optimizer(0.3, 100.0, optimizer="sgd"), 5) == pytest.approx([0.3] * 5)
+    assert lr_trace(optim.make_optimizer(0.3, 100.0, optimizer="sgd"), 5) == pytest.approx([0.3] * 5)
 
 
 def test_cosine_decays_to_a_tenth():
-    rates = lr_trace(train.make_optimizer(train.make_schedule(2.0, "cosine", 100), 100.0, optimizer="sgd"), 101)
+    rates = lr_trace(optim.make_optimizer(optim.make_schedule(2.0, "cosine", 100), 100.0, optimizer="sgd"), 101)
     assert rates[0] == pytest.approx(2.0) and rates[50] == pytest.approx(1.1, rel=1e-4)
     assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in zip(rates, rates[1:]))
 
 
 def test_clipping_bounds_the_global_norm_and_adam_differs_from_sgd():
-    tx = train.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
+    tx = optim.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
     grads = {"a": jnp.array([3.0, 4.0])}
     updates, _ = tx.update(grads, tx.init(grads), grads)
     assert float(optax.tree.norm(updates)) == pytest.approx(0.5)
-    adam = train.make_optimizer(1.0, clip_norm=0.5, optimizer="adam")
+    adam = optim.make_optimizer(1.0, clip_norm=0.5, optimizer="adam")
     updates, _ = adam.update(grads, adam.init(grads), grads)
     assert not np.allclose(updates["a"], [-0.3, -0.4])
     with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
-        train.make_optimizer(1.0, 1.0, optimizer="adagrad")
+        optim.make_optimizer(1.0, 1.0, optimizer="adagrad")
 
 
 def scripted_fit(scores, patience):
     """fit on a 1-parameter model whose 'dev score' after each evaluation is scripted."""
-    state = train.create_state(Vector(()), jax.random.key(0), train.make_optimizer(1.0, 10.0, optimizer="sgd"))
+    state = steps.create_state(Vector(()), jax.random.key(0), optim.make_optimizer(1.0, 10.0, optimizer="sgd"))
 
     def step(state, batch, carry, key):  # w counts the steps
         out = {"loss": jnp.float32(0.0), "grad_norm": jnp.float32(1.0), "tokens": jnp.float32(1.0)}
         return state.apply_gradients(grads={"w": -jnp.ones(())}), carry, out
 
     script = iter(scores)
-    return train.fit(state, step, itertools.repeat({}), steps=len(scores) * 10, key=jax.random.key(0),
-                     log_every=10, evaluate=lambda params: {"dev": next(script)}, select="dev",
-                     patience=patience)
+    options = loop.FitOptions(steps=len(scores) * 10, log_every=10, batch_size=1, select="dev", patience=patience)
+    return loop.fit(loop.Job(state, step, itertools.repeat({}), jax.random.key(0), options,
+                             evaluate=lambda params: {"dev": next(script)}))
 
 
 def test_fit_keeps_the_best_evaluation_not_the_last():
@@ -77,7 +77,7 @@ def test_fit_stops_after_patience_evaluations_without_improvement():
 
 def test_rmsprop_with_momentum_follows_its_recurrence():
     """RMSProp (decay 0.9, momentum 0.5) on a constant gradient g = 2, by hand."""
-    tx = train.make_optimizer(0.1, clip_norm=100.0, optimizer="rmsprop", rmsprop_decay=0.9, momentum=0.5)
+    tx = optim.make_optimizer(0.1, clip_norm=100.0, optimizer="rmsprop", rmsprop_decay=0.9, momentum=0.5)
     params = jnp.zeros(())
     state, nu, trace, got, want = tx.init(params), 0.0, 0.0, [], []
     for _ in range(3):
@@ -106,11 +106,11 @@ class Vector(nn.Module):
 
 
 def quadratic_state():
-    return train.create_state(Vector(), jax.random.key(0), train.make_optimizer(0.1, 10.0, optimizer="sgd"))
+    return steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(0.1, 10.0, optimizer="sgd"))
 
 
 def test_a_non_finite_step_is_skipped_and_counted():
-    step = train.make_train_step(quadratic_loss)
+    step = steps.make_train_step(quadratic_loss)
     state = quadratic_state()
     state, _, out = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
     before = np.asarray(state.params["w"]), int(state.step)
@@ -132,9 +132,9 @@ def nan_stream(bad_steps):
 
 
 def test_fit_survives_scattered_nans_and_averages_only_finite_losses():
-    state, history = train.fit(quadratic_state(), train.make_train_step(quadratic_loss), nan_stream({2, 5, 6}),
-                               steps=10, key=jax.random.key(0), log_every=5, evaluate=lambda p: {},
-                               max_nonfinite=3)
+    options = loop.FitOptions(steps=10, log_every=5, batch_size=3, max_nonfinite=3)
+    state, history = loop.fit(loop.Job(quadratic_state(), steps.make_train_step(quadratic_loss), nan_stream({2, 5, 6}),
+                                       jax.random.key(0), options))
     assert [r["step"] for r in history] == [5, 10]
     assert all(np.isfinite(r["loss"]) for r in history)
     assert int(state.skipped) == 3 and int(state.step) == 7
@@ -142,10 +142,10 @@ def test_fit_survives_scattered_nans_and_averages_only_finite_losses():
 
 
 def test_fit_stops_after_too_many_non_finite_steps_in_a_row():
-    with pytest.raises(train.DivergedError) as err:
-        train.fit(quadratic_state(), train.make_train_step(quadratic_loss), nan_stream(set(range(4, 100))),
-                  steps=50, key=jax.random.key(0), log_every=2, evaluate=lambda p: {}, max_nonfinite=3,
-                  desc="train_test@lstm")
+    with pytest.raises(loop.DivergedError) as err:
+        options = loop.FitOptions(steps=50, log_every=2, batch_size=3, max_nonfinite=3, desc="train_test@lstm")
+        loop.fit(loop.Job(quadratic_state(), steps.make_train_step(quadratic_loss), nan_stream(set(range(4, 100))),
+                          jax.random.key(0), options))
     msg = str(err.value)
     assert "train_test@lstm" in msg and "from 4 to step 6 (3 in a row, limit 3" in msg
     assert "learning_rate" in msg
@@ -153,14 +153,14 @@ def test_fit_stops_after_too_many_non_finite_steps_in_a_row():
 
 def test_the_train_step_reports_the_gradient_norm_before_clipping_and_the_tokens():
     """(w - x)^2 at w = 0, x = (3, 4, 0): gradient -2x, norm 10, far above clip_norm 0.5."""
-    tx = train.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
-    state = train.create_state(Vector(), jax.random.key(0), tx)
+    tx = optim.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
+    state = steps.create_state(Vector(), jax.random.key(0), tx)
 
     def loss_fn(params, batch, carry, key, train):
         loss = jnp.sum((params["w"] - batch["x"]) ** 2)
         return loss, (carry, {"sum": loss, "count": jnp.float32(7.0)})
 
-    state, _, out = train.make_train_step(loss_fn)(state, {"x": jnp.array([3.0, 4.0, 0.0])}, None, jax.random.key(0))
+    state, _, out = steps.make_train_step(loss_fn)(state, {"x": jnp.array([3.0, 4.0, 0.0])}, None, jax.random.key(0))
     assert float(out["loss"]) == 25.0 and float(out["grad_norm"]) == pytest.approx(10.0)
     assert float(out["tokens"]) == 7.0
     np.testing.assert_allclose(state.params["w"], [0.3, 0.4, 0.0], rtol=1e-6)  # the update was clipped
@@ -169,8 +169,8 @@ def test_the_train_step_reports_the_gradient_norm_before_clipping_and_the_tokens
 def test_fit_rows_hold_grad_norm_learning_rate_and_throughput():
     """Rows average the loss and the gradient norm over their steps; lr is the schedule's
     rate for the latest update (luong234 over 40 steps: 1.0 until step 27, then halving)."""
-    rate = train.make_schedule(1.0, "luong234", 40)
-    state = train.create_state(Vector(), jax.random.key(0), train.make_optimizer(rate, 1e6, optimizer="sgd"))
+    rate = optim.make_schedule(1.0, "luong234", 40)
+    state = steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(rate, 1e6, optimizer="sgd"))
     stream = ({"x": jnp.array([3.0, 4.0, 0.0]) * (step % 2)} for step in itertools.count(1))
 
     def loss_fn(params, batch, carry, key, train):  # value sum(x): 7 or 0; gradient x: norm 5 or 0
@@ -178,8 +178,9 @@ def test_fit_rows_hold_grad_norm_learning_rate_and_throughput():
         loss = wx - jax.lax.stop_gradient(wx) + jnp.sum(batch["x"])
         return loss, (carry, {"sum": loss, "count": jnp.float32(4.0)})
 
-    _, history = train.fit(state, train.make_train_step(loss_fn), stream, steps=40, key=jax.random.key(0),
-                           log_every=10, evaluate=lambda p: {"valid_x": 1.5}, learning_rate=rate)
+    options = loop.FitOptions(steps=40, log_every=10, batch_size=3)
+    _, history = loop.fit(loop.Job(state, steps.make_train_step(loss_fn), stream, jax.random.key(0), options,
+                                   evaluate=lambda p: {"valid_x": 1.5}, learning_rate=rate))
     assert [r["step"] for r in history] == [10, 20, 30, 40]
     assert [r["loss"] for r in history] == [3.5] * 4
     assert [r["grad_norm"] for r in history] == [2.5] * 4

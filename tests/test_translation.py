@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from pipeline import params as params_module
-from pipeline import text
+from pipeline.data import tokens
+from pipeline.data.subword import Subword
 from pipeline.stages import download, evaluate_nmt, prepare_nmt, train_nmt
-from pipeline.subword import Subword
 
 from .conftest import ROOT, merge
 
@@ -49,7 +49,7 @@ def test_subword_pieces_are_learned_on_train_and_detokenize_exactly(trained):
     assert len(train_pairs) > 100
     for s, _ in train_pairs:
         pieces = src.tokenize(s)
-        assert text.detokenize(pieces, "subword") == s and len(pieces) < 16
+        assert tokens.detokenize(pieces, "subword") == s and len(pieces) < 16
     assert 100 < len(vocab["src"]) <= 200 + 4 and any(len(t) > 2 and t.startswith("\u2581") for t in vocab["src"])
     # Deterministic: preparing again gives the same bytes.
     before = (work / "data/prepared/nmt/vocab.json").read_bytes()

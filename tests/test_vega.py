@@ -8,16 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import vega
+from pipeline.commands import vega
 
 from .conftest import ROOT
-from .test_e2e import sh
+from .helpers import sh
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_committed_template_is_what_the_pinned_bundle_generates():
-    done = subprocess.run([sys.executable, "-m", "pipeline.vega", "--check"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline.commands.vega", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     page = (ROOT / vega.TEMPLATE).read_text(encoding="utf-8")
     assert "{plot_divs}" in page and "{scripts}" not in page  # DVC fills the plots, and adds no CDN scripts
@@ -27,7 +27,7 @@ def test_the_committed_template_is_what_the_pinned_bundle_generates():
 def test_check_reports_a_stale_template(tmp_path):
     stale = tmp_path / "t.html"
     stale.write_text("<html>{plot_divs}</html>")
-    args = [sys.executable, "-m", "pipeline.vega", "--out", str(stale)]
+    args = [sys.executable, "-m", "pipeline.commands.vega", "--out", str(stale)]
     assert subprocess.run([*args, "--check"], capture_output=True).returncode == 1
     assert subprocess.run(args, capture_output=True).returncode == 0
     assert stale.read_text() == vega.template_html()

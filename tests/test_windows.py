@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import windows
+from pipeline.data import windows
 
 
 def days_of(starts, span):

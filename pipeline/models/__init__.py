@@ -1,1 +1,2 @@
-"""Flax modules only: no I/O, no params.yaml. Configuration comes in as fields."""
+"""Flax modules, which do no I/O and read no params.yaml (configuration comes in as
+fields), and :mod:`pipeline.models.store`, the one reader and writer of model directories."""

@@ -40,18 +40,17 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pipeline.params import Cell, Kernel, Precision  # the option lists, owned by the params schema
+
 Carry = Any
-Cell = Literal["lstm", "gru"]
 GATES = {"lstm": 4, "gru": 3}
 UNROLL = 1
-Precision = Literal["float32", "bfloat16"]
-Kernel = Literal["auto", "scan", "onednn"]
 
 
 def matmul(a: jax.Array, b: jax.Array, precision: Precision = "float32") -> jax.Array:
@@ -114,8 +113,8 @@ def use_onednn(kernel: Kernel, cell: Cell, padded: bool, precision: Precision) -
     partitioner cannot split a custom call across devices, so a data-parallel run
     keeps the scan), else the scan, with one warning if the CPU kernel failed to load.
     """
-    if kernel not in ("auto", "scan", "onednn"):
-        raise ValueError(f"kernel must be auto, scan or onednn, got {kernel!r}")
+    if kernel not in get_args(Kernel):
+        raise ValueError(f"kernel must be one of {', '.join(get_args(Kernel))}, got {kernel!r}")
     if kernel == "scan" or cell != "lstm" or padded or precision != "float32":
         return False
     from pipeline.kernels import onednn

@@ -2,10 +2,9 @@
 
 - encoder: stacked LSTM/GRU, optionally bidirectional; a learned bridge maps its final
   state to the decoder's initial state;
-- attention: ``none``; Luong ``dot`` (h_t . h_s), ``general`` (h_t . W_a h_s) and
-  ``scaled`` (general times a learned scalar g, tensorflow/nmt's ``scaled_luong``); or
-  Bahdanau ``bahdanau`` (v . tanh(W_q h_t + W_k h_s)). Each combines the context with
-  the decoder output as Luong's attentional vector tanh(W_c [c_t; h_t]);
+- attention (:mod:`pipeline.models.attention`): ``none``, Luong ``dot``, ``general``,
+  ``scaled`` or Bahdanau ``bahdanau``; the model holds one attention module and asks
+  it for the keys and the attentional vector;
 - input feeding (Luong et al. 2015, 3.3): the previous attentional vector joins the next
   input. Without it the decoder's recurrence runs over the whole target in one scan and
   attention is one batched matmul; with it the decoder steps through time in a
@@ -14,7 +13,7 @@
 
 The decoder state is ``(carries, feed)`` where ``feed`` is the last attentional vector
 <f32>[batch, hidden]; ``decode_step`` maps ``(state, token) -> (state, logits)``, the
-step-function shape every decoder in :mod:`pipeline.decode` takes.
+step-function shape every decoder in :mod:`pipeline.inference.decode` takes.
 """
 
 from __future__ import annotations
@@ -25,11 +24,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pipeline.models.rnn import (STEPS, Cell, Kernel, LayerWeights, Precision, StackedRNN, onednn_layer, scan_layer,
-                                 use_onednn)
-
-NEG_INF = -1e9
-ATTENTIONS = ("none", "dot", "general", "scaled", "bahdanau")
+from pipeline.models import attention
+from pipeline.models.rnn import (
+    STEPS,
+    Cell,
+    Kernel,
+    LayerWeights,
+    Precision,
+    StackedRNN,
+    onednn_layer,
+    scan_layer,
+    use_onednn,
+)
+from pipeline.params import Attention
 
 
 class Seq2Seq(nn.Module):
@@ -42,7 +49,7 @@ class Seq2Seq(nn.Module):
     hidden: int
     layers: int
     bidirectional: bool
-    attention: str
+    attention: Attention
     dropout: float
     input_feeding: bool = False
     tie_embeddings: bool = False
@@ -52,14 +59,15 @@ class Seq2Seq(nn.Module):
     kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
 
     def setup(self):
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         memory_width = self.hidden * (2 if self.bidirectional else 1)
-        if self.attention == "dot" and memory_width != self.hidden:
-            raise ValueError("dot attention needs encoder outputs as wide as the decoder: "
-                             "use a unidirectional encoder, or general/scaled/bahdanau")
-        if self.input_feeding and self.attention == "none":
-            raise ValueError("input feeding feeds the attentional vector: it needs attention")
+        # its parameters live in this module's scope, under their historical names
+        self.attend = attention.make(self.attention, self.hidden, memory_width, self.bidirectional,
+                                     self.input_feeding)
+        nn.share_scope(self, self.attend)
+        # Run its setup now, before out_bias below: parameters draw their init keys in
+        # creation order, and this is the order they were created in before attention
+        # was a module of its own (same seed, same initial weights).
+        self.attend._try_setup()
         self.src_embed = nn.Embed(self.src_vocab, self.embed)
         self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
         self.encoder = StackedRNN(
@@ -72,16 +80,6 @@ class Seq2Seq(nn.Module):
             LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden)
             for i in range(self.layers)
         ]
-        if self.attention in ("general", "scaled", "bahdanau"):
-            self.attn_key = nn.Dense(self.hidden, use_bias=False)  # applied once per source
-        if self.attention != "none":
-            self.attn_combine = self.param(
-                "attn_combine", nn.initializers.lecun_normal(), (memory_width + self.hidden, self.hidden))
-        if self.attention == "scaled":
-            self.attn_scale = self.param("attn_scale", nn.initializers.ones_init(), ())
-        if self.attention == "bahdanau":
-            self.attn_query = self.param("attn_query", nn.initializers.lecun_normal(), (self.hidden, self.hidden))
-            self.attn_v = self.param("attn_v", nn.initializers.normal(self.hidden**-0.5), (self.hidden,))
         self.drop = nn.Dropout(self.dropout)
         if self.tie_embeddings:
             self.to_embed = nn.Dense(self.embed, use_bias=False)
@@ -118,7 +116,7 @@ class Seq2Seq(nn.Module):
         carries = jax.tree_util.tree_unflatten(
             treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge, leaves)]
         )
-        keys = self.attn_key(memory) if self.attention in ("general", "scaled", "bahdanau") else memory
+        keys = self.attend.keys(memory)
         feed = jnp.zeros((src.shape[0], self.hidden), memory.dtype)
         return {"memory": memory, "keys": keys, "mask": mask, "state": (carries, feed)}
 
@@ -156,7 +154,7 @@ class Seq2Seq(nn.Module):
             else:
                 carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, precision=self.precision)
             new_carries.append(carry)
-        h = self._attend(x, enc) if self.attention != "none" else x
+        h = self.attend(x, enc)
         return (new_carries, h[:, -1]), h
 
     def _fed(self, weights, y, enc, state, train):
@@ -178,22 +176,8 @@ class Seq2Seq(nn.Module):
                     x = x * masks_t[i - 1]
                 carry, x = step(wh, bh, carries[i], x @ wi + bi)
                 new_carries.append(carry)
-            h = self._attend(x[:, None], enc)[:, 0]
+            h = self.attend(x[:, None], enc)[:, 0]
             return (new_carries, h), h
 
         state, hs = jax.lax.scan(body, state, (jnp.swapaxes(y, 0, 1), jnp.swapaxes(masks, 0, 1)))
         return state, jnp.swapaxes(hs, 0, 1)
-
-    def _attend(self, h, enc):
-        """Luong's attentional vector tanh(W_c [c_t; h_t]) for decoder outputs ``h`` <f32>[B, T, H]."""
-        if self.attention == "bahdanau":
-            q = h @ self.attn_query
-            scores = jnp.einsum("btsh,h->bts", jnp.tanh(q[:, :, None, :] + enc["keys"][:, None, :, :]),
-                                self.attn_v)
-        else:
-            scores = jnp.einsum("bth,bsh->bts", h, enc["keys"])
-            if self.attention == "scaled":
-                scores = scores * self.attn_scale
-        scores = jnp.where(enc["mask"][:, None, :], scores, NEG_INF)
-        context = jnp.einsum("bts,bsd->btd", jax.nn.softmax(scores, axis=-1), enc["memory"])
-        return jnp.tanh(jnp.concatenate([context, h], axis=-1) @ self.attn_combine)

@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.sources.text import read_corpus
+from pipeline.sources.plaintext import read_corpus
 
 SPECIALS = ("<unk>", "<s>", "</s>")
 LANGS = ("en", "vi")  # source, target

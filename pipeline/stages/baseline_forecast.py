@@ -17,18 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline import artifacts, baselines, windows
+from pipeline import artifacts
+from pipeline.data import windows
 from pipeline.errors import PipelineError
+from pipeline.evaluation import baselines
 from pipeline.params import Params, ParamsError
-
-FORECASTS_FILE = "forecasts.npz"
-MODELS_FILE = "models.json"
-
-
-def histories(series: np.ndarray, starts: np.ndarray, input_len: int, fit_days: int) -> np.ndarray:
-    """Feature 0 over the ``fit_days`` days ending at each window's forecast origin <float>[n, fit_days]."""
-    inputs, _ = windows.gather(series, starts + input_len - fit_days, fit_days, 0)
-    return inputs[:, :, 0]
 
 
 def run(params: Params, variant: str | None = None) -> None:
@@ -47,7 +40,7 @@ def run(params: Params, variant: str | None = None) -> None:
     inputs, _ = windows.gather(series, starts, input_len, horizon)
     forecasts = {"naive": windows.naive_forecast(inputs, horizon).astype(np.float64),
                  "drift": windows.drift_forecast(inputs, horizon).astype(np.float64)}
-    fit_on = histories(series, starts, input_len, fit_days)
+    fit_on = baselines.histories(series, starts, input_len, fit_days)
     chosen: dict[str, list[str]] = {}
     for method in p.baselines.methods:
         began = time.perf_counter()
@@ -65,23 +58,10 @@ def run(params: Params, variant: str | None = None) -> None:
                    f"most chosen: {', '.join(f'{spec} x{n}' for spec, n in counts)}")
 
     with artifacts.atomic_dir(p.paths.baselines) as tmp:
-        artifacts.write_npz(tmp / FORECASTS_FILE, test_starts=starts, **forecasts)
-        artifacts.write_json(tmp / MODELS_FILE, {
+        artifacts.write_npz(tmp / baselines.FORECASTS_FILE, test_starts=starts, **forecasts)
+        artifacts.write_json(tmp / baselines.MODELS_FILE, {
             "fit_days": fit_days,
             "chosen": {m: dict(collections.Counter(specs).most_common()) for m, specs in chosen.items()},
             "windows": [{"origin": str(dates[int(s) + input_len]), **{m: chosen[m][i] for m in chosen}}
                         for i, s in enumerate(starts)],
         })
-
-
-def load(params: Params, test_starts: np.ndarray) -> dict[str, np.ndarray]:
-    """The baselines' forecasts for ``test_starts``, checked to be for those very windows."""
-    path = Path(params.forecast.paths.baselines) / FORECASTS_FILE
-    if not path.is_file():
-        raise PipelineError(f"{path}: no baseline forecasts; run `dvc repro baseline_forecast`")
-    data = artifacts.read_npz(path)
-    stored = data.pop("test_starts")
-    if not np.array_equal(stored, test_starts):
-        raise PipelineError(f"{path}: made for other test windows than the prepared ones; "
-                            f"run `dvc repro baseline_forecast`")
-    return data

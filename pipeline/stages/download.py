@@ -18,7 +18,8 @@ from typing import Callable
 
 import requests
 
-from pipeline import artifacts, prices
+from pipeline import artifacts
+from pipeline.data import prices
 from pipeline.params import FetchPolicy, Params, ParamsError, PriceSource, Source
 from pipeline.sources import coindesk_api, iwslt
 from pipeline.sources.fetch import FetchError, fetch

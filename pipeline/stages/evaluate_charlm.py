@@ -7,10 +7,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, inference, metrics, provenance, text, train
-from pipeline.checkpoint import load_model
+from pipeline import artifacts
+from pipeline.data import tokens
+from pipeline.evaluation import heldout, metrics, provenance
+from pipeline.inference.sampler import make_sampler
 from pipeline.models.charlm import CharLM
+from pipeline.models.store import load_model
 from pipeline.params import Params
+from pipeline.training.losses import charlm_loss
 
 
 def run(params: Params, cell: str) -> None:
@@ -19,13 +23,13 @@ def run(params: Params, cell: str) -> None:
     model = CharLM(**config["model"])
     chars = config["chars"]
     valid_ids = artifacts.read_npz(Path(p.paths.prepared) / "valid.npz")["ids"]
-    eval_step = train.make_eval_step(train.charlm_loss(model))
-    nats = inference.stream_loss(
+    eval_step = heldout.make_eval_step(charlm_loss(model))
+    nats = heldout.stream_loss(
         eval_step, model_params, valid_ids, model, p.train.batch_size, p.train.seq_len
     )
     s = p.sample
-    prime = text.encode_chars(s.prime, chars)[None, :]
-    sampler = inference.make_sampler(model, s.length, s.temperature, s.top_k, s.top_p)
+    prime = tokens.encode_chars(s.prime, chars)[None, :]
+    sampler = make_sampler(model, s.length, s.temperature, s.top_k, s.top_p)
     ids = np.asarray(sampler(model_params, prime, jax.random.key(s.seed)))[0]
     sample = s.prime + "".join(chars[i] for i in ids)
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")

@@ -11,44 +11,35 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, metrics, plots, provenance, windows
-from pipeline.baselines import METHODS
-from pipeline.checkpoint import load_model
-from pipeline.models.forecaster import Forecaster
+from pipeline import artifacts
+from pipeline.evaluation import baselines, plots, provenance
+from pipeline.inference import forecasting
 from pipeline.params import Params
-from pipeline.stages import baseline_forecast
-
-
-def predict(model, model_params, inputs: np.ndarray) -> np.ndarray:
-    """Forecasts in price units <float32>[n, horizon] for raw input windows."""
-    inputs_n, _, mean, std = windows.normalize(inputs)
-    pred_n = np.asarray(model.apply({"params": model_params}, inputs_n))
-    return windows.denormalize(pred_n, mean, std)
 
 
 def run(params: Params, cell: str) -> None:
     p = params.forecast
-    model_params, config = load_model(Path(p.paths.models) / cell)
-    model = Forecaster(**config["model"])
+    loaded = forecasting.load(Path(p.paths.models) / cell)
+    forecasting.check(loaded, "params.yaml", features=p.data.features, input_len=p.data.input_len,
+                      output_len=p.data.output_len)
     data = artifacts.read_npz(Path(p.paths.prepared) / "windows.npz")
     starts = data["test_starts"]
-    inputs, truth = windows.gather(data["series"], starts, p.data.input_len, p.data.output_len)
-    pred = predict(model, model_params, inputs)
-    baselines = baseline_forecast.load(params, starts)
-    scale = windows.naive_scale(inputs)
+    scored = forecasting.on_windows(loaded, data["series"], starts)
+    pred = scored.pred
+    stored = baselines.load(p.paths.baselines, starts)
 
     scores: dict[str, float | int] = {"test_windows": int(len(starts))}
-    model_err = metrics.forecast_errors(pred, truth, scale=scale)
+    model_err = forecasting.errors(scored)
     scores.update({k: round(float(v), 4) for k, v in model_err.items()})
-    for name, forecast in baselines.items():
-        err = metrics.forecast_errors(forecast, truth, scale=scale)
+    for name, forecast in stored.items():
+        err = forecasting.errors(scored, forecast)
         scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err.items()})
     scores["mae_vs_naive"] = round(float(model_err["mae"] / scores["naive_mae"]), 4)
-    best = min(baselines, key=lambda name: scores[f"{name}_mae"])
+    best = min(stored, key=lambda name: scores[f"{name}_mae"])
     scores["mae_vs_best_baseline"] = round(float(model_err["mae"] / scores[f"{best}_mae"]), 4)
 
-    by_h = {"model": metrics.forecast_errors(pred, truth, axis=0, scale=scale)}
-    by_h.update({name: metrics.forecast_errors(f, truth, axis=0, scale=scale) for name, f in baselines.items()})
+    by_h = {"model": forecasting.errors(scored, axis=0)}
+    by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.items()})
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
     scores["horizons_beating_naive"] = len(beats)
     artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores))
@@ -56,13 +47,13 @@ def run(params: Params, cell: str) -> None:
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
     }))
-    naive = baselines["naive"]
+    naive = stored["naive"]
     rows = [
         {"step": h + 1, "mae": float(by_h["model"]["mae"][h]),
          **{f"{name}_mae": float(by_h[name]["mae"][h]) for name in ("naive", "drift")},
          # Every statistical baseline has a column, empty when not fitted, so that the
          # plot dvc.yaml declares finds its fields whatever forecast.baselines.methods is.
-         **{f"{name}_mae": float(by_h[name]["mae"][h]) if name in by_h else "" for name in METHODS},
+         **{f"{name}_mae": float(by_h[name]["mae"][h]) if name in by_h else "" for name in baselines.METHODS},
          "rmse": float(by_h["model"]["rmse"][h]), "naive_rmse": float(by_h["naive"]["rmse"][h]),
          "mase": float(by_h["model"]["mase"][h]), "naive_mase": float(by_h["naive"]["mase"][h])}
         for h in range(p.data.output_len)
@@ -74,7 +65,7 @@ def run(params: Params, cell: str) -> None:
         plot_dir / f"forecast-{cell}.png", data["dates"], data["series"][:, 0], starts[shown],
         p.data.input_len, pred[shown], naive[shown], title=f"forecast@{cell}: test windows",
     )
-    others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in baselines if name != "naive")
+    others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in stored if name != "naive")
     print(f"evaluate_forecast@{cell}: MAE {scores['mae']:.2f} vs naive {scores['naive_mae']:.2f} "
           f"(ratio {scores['mae_vs_naive']:.3f}), {others}; MASE {scores['mase']:.3f}; "
           f"beats naive at {len(beats)} of {p.data.output_len} horizons, over {len(starts)} test windows")

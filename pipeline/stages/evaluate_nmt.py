@@ -6,18 +6,22 @@ from pathlib import Path
 
 import jax
 
-from pipeline import artifacts, inference, metrics, provenance, text
-from pipeline.checkpoint import load_model
+from pipeline import artifacts
+from pipeline.data import tokens
+from pipeline.evaluation import metrics, provenance
+from pipeline.inference import translator
 from pipeline.models.seq2seq import Seq2Seq
+from pipeline.models.store import load_model
 from pipeline.params import NmtDecode, Params
+
 
 def translators(model: Seq2Seq, d: NmtDecode) -> dict[str, object]:
     """The configured decoder, and greedy beside it as the baseline when it differs."""
-    chosen = inference.make_translator(model, d.max_len_factor, d.method, d.beam_size,
-                                       d.length_penalty, d.temperature)
+    chosen = translator.make_translator(model, d.max_len_factor, d.method, d.beam_size,
+                                        d.length_penalty, d.temperature)
     if d.method == "greedy":
         return {"greedy": chosen}
-    return {d.method: chosen, "greedy": inference.make_translator(model, d.max_len_factor)}
+    return {d.method: chosen, "greedy": translator.make_translator(model, d.max_len_factor)}
 
 
 def run(params: Params, cell: str) -> None:
@@ -25,7 +29,7 @@ def run(params: Params, cell: str) -> None:
     model_params, config = load_model(Path(p.paths.models) / cell)
     model = Seq2Seq(**config["model"])
     vocab = config["vocab"]
-    trg_vocab = text.Vocab(tuple(vocab["trg"]))
+    trg_vocab = tokens.Vocab(tuple(vocab["trg"]))
     prepared = Path(p.paths.prepared)
     results: dict[str, object] = {}
     key = jax.random.key(p.decode.seed)
@@ -35,8 +39,8 @@ def run(params: Params, cell: str) -> None:
         prefix = "" if split == "test" else "valid_"
         results[f"{prefix}pairs"] = len(refs)
         for method, translate in translators(model, p.decode).items():
-            hyps = inference.translate_all(translate, model_params, arrays, p.data.buckets,
-                                           p.decode.batch_size, trg_vocab, vocab["level"], key)
+            hyps = translator.translate_all(translate, model_params, arrays, p.data.buckets,
+                                            p.decode.batch_size, trg_vocab, vocab["level"], key)
             scores = metrics.bleu_chrf(hyps, [refs], also_untokenized=p.evaluate.pretokenized)
             if method == p.decode.method:
                 results.update({f"{prefix}{k}": v for k, v in scores.items()

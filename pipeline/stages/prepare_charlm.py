@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, text
+from pipeline import artifacts
+from pipeline.data import tokens
 from pipeline.params import Params
-from pipeline.sources.text import read_corpus, strip_gutenberg
+from pipeline.sources.plaintext import read_corpus, strip_gutenberg
 
 
 def prepare(corpus: str, valid_fraction: float) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -19,8 +20,8 @@ def prepare(corpus: str, valid_fraction: float) -> tuple[tuple[str, ...], np.nda
     """
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    chars = text.char_vocab(corpus)
-    ids = text.encode_chars(corpus, chars)
+    chars = tokens.char_vocab(corpus)
+    ids = tokens.encode_chars(corpus, chars)
     cut = int(len(ids) * (1.0 - valid_fraction))
     return chars, ids[:cut], ids[cut:]
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, prices, windows
+from pipeline import artifacts
+from pipeline.data import prices, windows
 from pipeline.params import Params, ParamsError
 from pipeline.sources.coindesk import parse_bpi_close, parse_csv_export
-from pipeline.sources.text import read_corpus
+from pipeline.sources.plaintext import read_corpus
 
 
 def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, subword, text
+from pipeline import artifacts
+from pipeline.data import subword, tokens
 from pipeline.params import NmtData, Params
 from pipeline.sources import iwslt, tatoeba
-from pipeline.sources.text import read_corpus
+from pipeline.sources.plaintext import read_corpus
 
 SPLITS = ("train", "valid", "test")
 
@@ -25,7 +26,7 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
 
     def tok(sentence: str) -> list[str]:
         if sentence not in cache:
-            cache[sentence] = text.tokenize(sentence, filter_level)
+            cache[sentence] = tokens.tokenize(sentence, filter_level)
         return cache[sentence]
 
     def fitting(rows: list[tuple[str, str]], cap: int) -> list[tuple[str, str]]:
@@ -40,7 +41,7 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
         splits = {name: fitting(pairs[name], caps[name]) for name in SPLITS}
     else:
         kept = fitting(pairs, data.max_pairs)
-        splits = dict(zip(SPLITS, text.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
+        splits = dict(zip(SPLITS, tokens.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
     width, models = data.max_len + 1, None
     if data.level == "subword":
         # One SentencePiece model per side, from the training split only; pairs whose
@@ -48,17 +49,17 @@ def prepare(pairs: list[tuple[str, str]] | dict[str, list[tuple[str, str]]], dat
         models = {side: subword.Subword(subword.train((p[i] for p in splits["train"]), data.vocab_size))
                   for i, side in enumerate(("src", "trg"))}
         width = data.buckets[-1]
-        tokens = {name: [(models["src"].tokenize(s), models["trg"].tokenize(t)) for s, t in rows]
+        toks = {name: [(models["src"].tokenize(s), models["trg"].tokenize(t)) for s, t in rows]
                   for name, rows in splits.items()}
-        keep = {name: [i for i, (s, t) in enumerate(tokens[name]) if len(s) < width and len(t) < width]
+        keep = {name: [i for i, (s, t) in enumerate(toks[name]) if len(s) < width and len(t) < width]
                 for name in SPLITS}
         splits = {name: [splits[name][i] for i in keep[name]] for name in SPLITS}
-        tokens = {name: [tokens[name][i] for i in keep[name]] for name in SPLITS}
+        toks = {name: [toks[name][i] for i in keep[name]] for name in SPLITS}
     else:
-        tokens = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
-    src_vocab = text.build_vocab((s for s, _ in tokens["train"]), data.min_freq)
-    trg_vocab = text.build_vocab((t for _, t in tokens["train"]), data.min_freq)
-    arrays = {name: text.encode_pairs(rows, src_vocab, trg_vocab, width) for name, rows in tokens.items()}
+        toks = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
+    src_vocab = tokens.build_vocab((s for s, _ in toks["train"]), data.min_freq)
+    trg_vocab = tokens.build_vocab((t for _, t in toks["train"]), data.min_freq)
+    arrays = {name: tokens.encode_pairs(rows, src_vocab, trg_vocab, width) for name, rows in toks.items()}
     return splits, src_vocab, trg_vocab, arrays, models
 
 
@@ -83,6 +84,8 @@ def run(params: Params, variant: str | None = None) -> None:
     artifacts.write_json(
         out / "vocab.json",
         {"level": params.nmt.data.level, "lowercase": params.nmt.data.lowercase,
+         # what the sentences went through before tokenisation (rnnpipe translate repeats it)
+         "normalize": "none" if params.sources.nmt.format == "iwslt" else "tatoeba",
          "src": list(src_vocab.tokens), "trg": list(trg_vocab.tokens),
          **({"subword": {side: m.to_text() for side, m in models.items()}} if models else {})},
     )

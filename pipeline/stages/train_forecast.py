@@ -7,45 +7,46 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pipeline import artifacts, batches, resume, train, windows
-from pipeline.curves import Curves
-from pipeline.checkpoint import save_model
+from pipeline import artifacts
+from pipeline.data import batches, windows
 from pipeline.models.forecaster import Forecaster
+from pipeline.models.store import save_model
 from pipeline.params import Params, model_kwargs
+from pipeline.training import checkpoints, optim, steps
+from pipeline.training.curves import Curves
+from pipeline.training.loop import FitOptions, Job, fit
+from pipeline.training.losses import forecast_loss
 
 
-def run(params: Params, cell: str) -> None:
-    p = params.forecast
+def setup(params: Params, cell: str) -> tuple[Job, dict]:
+    """The training job for one cell, and the config saved beside its parameters."""
+    p, t = params.forecast, params.forecast.train
     data = artifacts.read_npz(Path(p.paths.prepared) / "windows.npz")
-    inputs, targets = windows.gather(
-        data["series"], data["train_starts"], p.data.input_len, p.data.output_len
-    )
+    inputs, targets = windows.gather(data["series"], data["train_starts"], p.data.input_len, p.data.output_len)
     inputs_n, targets_n, _, _ = windows.normalize(inputs, targets)
     config = {"output_len": p.data.output_len, **model_kwargs(p.model, cell)}
     model = Forecaster(**config)
 
-    init_key, fit_key = jax.random.split(jax.random.key(p.train.seed))
-    t = p.train
-    rate = train.make_schedule(t.learning_rate)
-    tx = train.make_optimizer(rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
+    init_key, fit_key = jax.random.split(jax.random.key(t.seed))
+    rate = optim.make_schedule(t.learning_rate)
+    tx = optim.make_optimizer(rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
                               rmsprop_decay=t.rmsprop_decay, momentum=t.momentum)
-    state = train.create_state(model, init_key, tx, inputs_n[:2])
-    rng = np.random.default_rng(p.train.seed)
-    stream = (
-        {"inputs": inputs_n[idx], "targets": targets_n[idx]}
-        for idx in batches.window_batches(len(inputs_n), p.train.batch_size, rng)
-    )
-    state, history = train.fit(
-        state, train.make_train_step(train.forecast_loss(model)), stream, p.train.steps,
-        fit_key, p.train.log_every, lambda prm: {}, desc=f"train_forecast@{cell}",
-        max_nonfinite=p.train.max_nonfinite_steps,
-        checkpoints=resume.for_run(p.paths.checkpoints, f"train_forecast@{cell}", {"cell": cell, "forecast": p},
-                                   p.paths.prepared, p.train.checkpoint_every),
-        learning_rate=rate,
-        curves=Curves(Path(p.paths.live) / f"forecast-{cell}"),
-    )
-    save_model(
-        Path(p.paths.models) / cell, state.params,
-        {"model": config, "features": list(p.data.features), "input_len": p.data.input_len},
-    )
-    print(f"train_forecast@{cell}: loss {history[-1]['loss']:.4f} (normalised MAE)")
+    state = steps.create_state(model, init_key, tx, inputs_n[:2])
+    rng = np.random.default_rng(t.seed)
+    stream = ({"inputs": inputs_n[idx], "targets": targets_n[idx]}
+              for idx in batches.window_batches(len(inputs_n), t.batch_size, rng))
+    options = FitOptions(steps=t.steps, log_every=t.log_every, batch_size=t.batch_size,
+                         desc=f"train_forecast@{cell}", max_nonfinite=t.max_nonfinite_steps)
+    job = Job(state, steps.make_train_step(forecast_loss(model)), stream, fit_key, options, learning_rate=rate)
+    return job, {"model": config, "features": list(p.data.features), "input_len": p.data.input_len}
+
+
+def run(params: Params, cell: str) -> None:
+    p = params.forecast
+    job, config = setup(params, cell)
+    hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "forecast": p},
+                                 p.paths.prepared, p.train.checkpoint_every),
+             Curves(Path(p.paths.live) / f"forecast-{cell}")]
+    state, history = fit(job, hooks)
+    save_model(Path(p.paths.models) / cell, state.params, config)
+    print(f"{job.options.desc}: loss {history[-1]['loss']:.4f} (normalised MAE)")

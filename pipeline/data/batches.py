@@ -25,13 +25,15 @@ def assign_buckets(src_len: np.ndarray, trg_len: np.ndarray, buckets: Sequence[i
 
 
 def crop(arrays: dict[str, np.ndarray], rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
-    """Rows of a padded pair set, cropped to one bucket's width."""
-    return {
-        "src": arrays["src"][rows, :width],
-        "trg": arrays["trg"][rows, : width + 1],
-        "src_len": arrays["src_len"][rows],
-        "trg_len": arrays["trg_len"][rows],
-    }
+    """Rows of a padded pair set (or of sources alone, without ``trg``), cropped to one
+    bucket's width."""
+    out = {"src": arrays["src"][rows, :width]}
+    if "trg" in arrays:
+        out["trg"] = arrays["trg"][rows, : width + 1]
+    out["src_len"] = arrays["src_len"][rows]
+    if "trg_len" in arrays:
+        out["trg_len"] = arrays["trg_len"][rows]
+    return out
 
 
 def bucket_batches(
@@ -64,13 +66,16 @@ def bucket_batches(
 def eval_batches(
     arrays: dict[str, np.ndarray], buckets: Sequence[int], batch_size: int
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Every pair exactly once, in bucket order, padded to full batches.
+    """Every row exactly once, in bucket order, padded to full batches.
 
-    Yields ``(rows, batch)`` where ``rows`` <int64>[k] are the original indices of the
-    first ``k`` batch rows; the remaining rows repeat row 0 with zero lengths, which
-    masks them out of losses.
+    ``arrays`` are pairs, or sources alone (no ``trg``, to translate); a source of
+    length 0 (an empty sentence) is left out. Yields ``(rows, batch)`` where ``rows``
+    <int64>[k] are the original indices of the first ``k`` batch rows; the remaining
+    rows repeat row 0 with zero target lengths, which masks them out of losses.
     """
-    which = assign_buckets(arrays["src_len"], arrays["trg_len"], buckets)
+    trg_len = arrays.get("trg_len", arrays["src_len"])
+    which = assign_buckets(arrays["src_len"], trg_len, buckets)
+    which = np.where(arrays["src_len"] > 0, which, -1)
     for b, width in enumerate(buckets):
         rows_all = np.flatnonzero(which == b)
         for start in range(0, len(rows_all), batch_size):
@@ -78,8 +83,9 @@ def eval_batches(
             padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
             batch = crop(arrays, padded, width)
             batch["src_len"] = batch["src_len"].copy()
-            batch["trg_len"] = batch["trg_len"].copy()
-            batch["trg_len"][len(rows) :] = 0
+            if "trg_len" in batch:
+                batch["trg_len"] = batch["trg_len"].copy()
+                batch["trg_len"][len(rows) :] = 0
             yield rows, batch
 
 

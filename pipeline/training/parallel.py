@@ -21,7 +21,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS = "data"
 
@@ -45,15 +46,16 @@ def data_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), (AXIS,))
 
 
-def mesh_for(batch: Any, devices: list | None = None) -> Mesh | None:
-    """The data mesh if there is more than one device and every batched array's leading
-    axis divides evenly across them (and across hosts); else None (stay on one device)."""
+def mesh_for(batch_size: int, devices: list | None = None) -> Mesh | None:
+    """The data mesh if there is more than one device and a batch of ``batch_size`` rows
+    divides evenly across them (and across hosts); else None (stay on one device).
+
+    Every batched array of every workload leads with the batch axis, so the batch size
+    alone decides it, before the first batch is drawn.
+    """
     devices = devices if devices is not None else jax.devices()
     n = len(devices)
-    if n < 2:
-        return None
-    sizes = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(batch) if np.ndim(x) > 0}
-    if not sizes or any(s % n or s % jax.process_count() for s in sizes):
+    if n < 2 or batch_size % n or batch_size % jax.process_count():
         return None
     return data_mesh(devices)
 

@@ -1,6 +1,6 @@
 """Training curves through dvclive.
 
-Each history row of :func:`pipeline.train.fit` becomes one dvclive step, numbered by the
+Each history row of :func:`pipeline.training.loop.fit` becomes one dvclive step, numbered by the
 training step, with one TSV per quantity under ``<dir>/plots/metrics/``::
 
     train/loss.tsv  train/grad_norm.tsv  train/lr.tsv  train/tokens_per_s.tsv
@@ -24,6 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from tqdm.auto import tqdm
+
+from pipeline.training.loop import Hook, Run
+
 
 def metric_name(key: str) -> str:
     """A history key as a dvclive metric: ``valid_bleu`` -> ``valid/bleu``, ``loss`` -> ``train/loss``."""
@@ -32,14 +36,16 @@ def metric_name(key: str) -> str:
     return "train/" + key
 
 
-class Curves:
-    """dvclive logging for one training run into ``directory``."""
+class Curves(Hook):
+    """dvclive logging for one training run into ``directory``; a
+    :class:`pipeline.training.loop.Hook` (after the checkpoints, so a resumed run's
+    curves start from its restored history)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._live = None
 
-    def begin(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+    def start(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
         """Start the folder afresh (dvclive clears its plots), then log ``rows`` again."""
         from dvclive import Live  # imports DVC: only when a run really logs
 
@@ -47,10 +53,17 @@ class Curves:
         for row in rows:
             self.log(row)
 
+    def begin(self, run: Run, desc: str) -> None:  # type: ignore[override]
+        self.start(run.history)
+        tqdm.write(f"{desc}: training curves in {self.directory}")
+
+    def after_row(self, row: dict[str, float]) -> None:
+        self.log(row)
+
     def log(self, row: Mapping[str, Any]) -> None:
         """One history row: ``step`` and the values logged at it."""
         if self._live is None:
-            raise RuntimeError("Curves.log before Curves.begin")
+            raise RuntimeError("Curves.log before Curves.start")
         self._live.step = int(row["step"])
         for key, value in row.items():
             if key != "step":

@@ -17,10 +17,10 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from pipeline import artifacts, plots
-from pipeline.checkpoint import CheckpointError, load_model
-from pipeline.models.forecaster import Forecaster
-from pipeline.stages.evaluate_forecast import predict
+from pipeline import artifacts
+from pipeline.evaluation import plots
+from pipeline.inference import forecasting
+from pipeline.models.store import CheckpointError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,19 +42,14 @@ def last_stored_day(prepared: str | Path) -> str:
 def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     """``({"model", "last_day", "dates", "forecast", "naive"}, plot inputs)`` for the days
     after the last stored one; the plot inputs are ``(dates, close, future days, forecast)``."""
-    params, config = load_model(model_dir)
+    loaded = forecasting.load(model_dir)
     prepared = Path(prepared)
-    meta = artifacts.read_json(prepared / "meta.json")
-    if meta["features"] != config["features"]:
-        raise CheckpointError(f"{model_dir} was trained on features {config['features']}, but "
-                              f"{prepared} holds {meta['features']}: retrain or prepare again")
+    forecasting.check(loaded, str(prepared), features=artifacts.read_json(prepared / "meta.json")["features"])
     data = artifacts.read_npz(prepared / "windows.npz")
-    series, dates, n = data["series"], data["dates"], config["input_len"]
+    series, dates, n = data["series"], data["dates"], loaded.input_len
     if len(series) < n:
         raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
-    model = Forecaster(**config["model"])
-    inputs = series[-n:][None]
-    pred = predict(model, params, inputs)[0]
+    pred = forecasting.predict(loaded, series[-n:][None])[0]
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
@@ -62,23 +57,35 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     return result, (dates, series[:, 0], future, pred)
 
 
+def write(model_dir: str | Path, prepared: str | Path, prefix: str | Path, png: bool = False) -> dict:
+    """The forecast as ``PREFIX.csv`` (date, forecast, naive) and ``PREFIX.json``, and with
+    ``png`` a plot of the recent history and the forecast; returns the JSON's content."""
+    result, (dates, close, future, pred) = forecast(model_dir, prepared)
+    prefix = Path(prefix)
+    artifacts.write_csv(prefix.with_suffix(".csv"), rows(result))
+    artifacts.write_json(prefix.with_suffix(".json"), result)
+    if png:
+        plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"],
+                          title=f"{model_dir}: {len(pred)} days after {result['last_day']}")
+    return result
+
+
+def rows(result: dict) -> list[dict]:
+    return [{"date": d, "forecast": f, "naive": result["naive"]} for d, f in zip(result["dates"], result["forecast"])]
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.png and not args.out:
         parser().error("--png needs --out PREFIX")
-    result, (dates, close, future, pred) = forecast(args.model, args.prepared)
-    rows = [{"date": d, "forecast": f, "naive": result["naive"]} for d, f in zip(result["dates"], result["forecast"])]
     if args.out:
+        result = write(args.model, args.prepared, args.out, args.png)
         prefix = Path(args.out)
-        artifacts.write_csv(prefix.with_suffix(".csv"), rows)
-        artifacts.write_json(prefix.with_suffix(".json"), result)
-        if args.png:
-            plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"],
-                              title=f"{args.model}: {len(pred)} days after {result['last_day']}")
-        print(f"forecast: {len(rows)} days after {result['last_day']} -> {prefix}.csv, {prefix}.json"
+        print(f"forecast: {len(result['dates'])} days after {result['last_day']} -> {prefix}.csv, {prefix}.json"
               + (f", {prefix}.png" if args.png else ""))
     else:
+        result, _ = forecast(args.model, args.prepared)
         print("date,forecast,naive")
-        for r in rows:
+        for r in rows(result):
             print(f"{r['date']},{r['forecast']:.2f},{r['naive']:.2f}")
     return 0

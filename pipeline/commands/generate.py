@@ -16,10 +16,11 @@ import argparse
 import jax
 import numpy as np
 
-from pipeline import inference, text
-from pipeline.checkpoint import load_model
+from pipeline.data import tokens
 from pipeline.errors import PipelineError
+from pipeline.inference.sampler import make_sampler
 from pipeline.models.charlm import CharLM
+from pipeline.models.store import load_model
 
 
 class PrimeError(PipelineError, ValueError):
@@ -46,12 +47,12 @@ def generate(model_dir: str, prime: str, length: int, temperature: float, top_k:
     params, config = load_model(model_dir)
     model, chars = CharLM(**config["model"]), config["chars"]
     try:
-        ids = text.encode_chars(prime, chars)
+        ids = tokens.encode_chars(prime, chars)
     except KeyError as err:
         raise PrimeError(f"--prime: {err.args[0]}; {model_dir} knows {len(chars)} characters") from None
     if len(ids) == 0:
         raise PrimeError("--prime: empty; give at least one character")
-    sampler = inference.make_sampler(model, length, temperature, top_k, top_p)
+    sampler = make_sampler(model, length, temperature, top_k, top_p)
     out = np.asarray(sampler(params, np.tile(ids, (num, 1)), jax.random.key(seed)))
     return [prime + "".join(chars[i] for i in row) for row in out]
 

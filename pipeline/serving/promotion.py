@@ -1,6 +1,6 @@
 """The served forecaster: score a candidate against it, promote or keep, record why.
 
-The scheduled refresh (``flows/refresh.py``) retrains the ``forecast.serve.cell`` branch
+The scheduled refresh (``flows/refresh_forecaster.py``) retrains the ``forecast.serve.cell`` branch
 with ``dvc repro``; the freshly trained model in ``models/forecast/<cell>`` is the
 *candidate*. The *served* model lives apart, in ``<forecast.serve.dir>/model``, and only
 :func:`promote` replaces it. Both are scored here on the same windows (the newest
@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from pipeline import artifacts, metrics, windows
-from pipeline.checkpoint import load_model
+from pipeline import artifacts
+from pipeline.data import windows
 from pipeline.errors import PipelineError
-from pipeline.models.forecaster import Forecaster
+from pipeline.inference import forecasting
 from pipeline.params import Params
-from pipeline.stages.evaluate_forecast import predict
 
 MODEL, DECISIONS, LOCK, LATEST = "model", "decisions.jsonl", ".lock", "latest"
 
@@ -63,19 +62,14 @@ def model_digest(model_dir: str | Path) -> str:
 def score(params: Params, model_dir: str | Path) -> dict:
     """MASE, MAE and the naive MASE of a model on the newest test windows of the prepared data."""
     p = params.forecast
-    model_params, config = load_model(model_dir)
+    loaded = forecasting.load(model_dir)
+    forecasting.check(loaded, "params.yaml", features=p.data.features, input_len=p.data.input_len,
+                      output_len=p.data.output_len)
     data = artifacts.read_npz(Path(p.paths.prepared) / "windows.npz")
-    made_for = (config["input_len"], config["model"]["output_len"], list(config["features"]))
-    wanted = (p.data.input_len, p.data.output_len, list(p.data.features))
-    if made_for != wanted:
-        raise PipelineError(f"{model_dir}: made for (input days, output days, features) {made_for}, "
-                            f"but params.yaml has {wanted}")
     starts = data["test_starts"][-p.serve.recent_windows:]
-    inputs, truth = windows.gather(data["series"], starts, p.data.input_len, p.data.output_len)
-    pred = predict(Forecaster(**config["model"]), model_params, inputs)
-    scale = windows.naive_scale(inputs)
-    err = metrics.forecast_errors(pred, truth, scale=scale)
-    naive = metrics.forecast_errors(windows.naive_forecast(inputs, p.data.output_len), truth, scale=scale)
+    scored = forecasting.on_windows(loaded, data["series"], starts)
+    err = forecasting.errors(scored)
+    naive = forecasting.errors(scored, windows.naive_forecast(scored.inputs, p.data.output_len))
     last_origin = str(data["dates"][int(starts[-1]) + p.data.input_len])
     return {"mase": round(float(err["mase"]), 6), "mae": round(float(err["mae"]), 4),
             "naive_mase": round(float(naive["mase"]), 6), "windows": int(len(starts)),

@@ -9,6 +9,7 @@ and ``dvc exp run`` records it like any other parameter change.
 
 from __future__ import annotations
 
+import argparse
 import io
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,29 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline profile",
+        description="Apply named overlays (profiles/NAME.yaml) to params.yaml in place, "
+        "keeping its comments, after checking that the result loads. `git diff params.yaml` "
+        "shows the change and `git checkout params.yaml` undoes it.",
+        epilog=f"profiles: {', '.join(available()) or 'none found (run from the repo root)'}\n\n"
+        "example:\n  python -m pipeline profile remote && export COINDESK_API_KEY=... && dvc exp run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("names", nargs="+", metavar="NAME", help="profiles to apply, in order")
+    ap.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    ap.add_argument("--dry-run", action="store_true", help="print the changes; write nothing")
+    return ap
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    changed = apply(args.names, Path(args.params), write=not args.dry_run)
+    for key, old, new in changed:
+        print(f"{key}: {old!r} -> {new!r}")
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{args.params}: {verb} {len(changed)} value(s)" if changed else f"{args.params}: already as the profile says")
+    return 0

@@ -1,19 +1,22 @@
-"""Jitted inference built from a model and the generic decoders."""
+"""Translation: encoded sources in, detokenised hypotheses out.
+
+:func:`make_translator` builds the jitted decoder (greedy, beam or sampling) for a
+:class:`pipeline.models.seq2seq.Seq2Seq`; :func:`translate_all` batches encoded sources
+by length bucket (:func:`pipeline.data.batches.eval_batches`) and decodes them all.
+``train_nmt`` (dev BLEU), ``evaluate_nmt`` and, through
+:mod:`pipeline.inference.sentences`, ``rnnpipe translate`` all go through it.
+"""
 
 from __future__ import annotations
-
-from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pipeline import decode
-from pipeline.batches import eval_batches, stream_windows
-from pipeline.models.charlm import CharLM
-from pipeline.models.rnn import initial_carries
+from pipeline.data.batches import eval_batches
+from pipeline.data.tokens import BOS_ID, EOS_ID, PAD_ID, Vocab, detokenize
+from pipeline.inference import decode
 from pipeline.models.seq2seq import Seq2Seq
-from pipeline.text import BOS_ID, EOS_ID, PAD_ID, Vocab, detokenize
 
 
 def make_translator(
@@ -59,30 +62,10 @@ def make_translator(
     return translate
 
 
-def make_sampler(model: CharLM, length: int, temperature: float, top_k: int, top_p: float = 1.0):
-    """``sample(params, prime_ids <int32>[batch, p], key) -> ids <int32>[batch, length]``.
-
-    The prime is read in one pass; sampling continues from its last character. Every
-    row of a batch draws its own sample (independent noise per row).
-    """
-
-    @jax.jit
-    def sample(params, prime, key):
-        carries = initial_carries(model.cell, model.layers, model.hidden, prime.shape[0])
-        if prime.shape[1] > 1:
-            carries, _ = model.apply({"params": params}, prime[:, :-1], carries)
-
-        def step(carries, token):
-            return model.apply({"params": params}, carries, token, method=CharLM.step)
-
-        return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k, top_p)
-
-    return sample
-
-
 def translate_all(translate, params, arrays, buckets, batch_size, trg_vocab: Vocab, level: str,
                   key: jax.Array | None = None) -> list[str]:
-    """Detokenised hypotheses for every row of ``arrays``, in the original order."""
+    """Detokenised hypotheses for every row of ``arrays``, in the original order, batched
+    by ``buckets``; a row of length 0 (an empty sentence) stays empty."""
     key = jax.random.key(0) if key is None else key
     hyps: list[str] = [""] * len(arrays["src"])
     for i, (rows, batch) in enumerate(eval_batches(arrays, buckets, batch_size)):
@@ -90,22 +73,3 @@ def translate_all(translate, params, arrays, buckets, batch_size, trg_vocab: Voc
         for row, out in zip(rows, ids):
             hyps[row] = detokenize(trg_vocab.decode(out.tolist()), level)
     return hyps
-
-
-def stream_loss(eval_step, params, ids: np.ndarray, model: CharLM, batch: int, seq_len: int) -> float:
-    """Mean nats/char over one pass of a held-out stream, carrying state across windows."""
-    carry = initial_carries(model.cell, model.layers, model.hidden, batch)
-    total, count = 0.0, 0.0
-    for window in stream_windows(ids, batch, seq_len, epochs=1):
-        carry, stats = eval_step(params, window, carry)
-        total, count = total + stats["sum"], count + stats["count"]
-    return float(total) / float(count)
-
-
-def mean_loss(eval_step, params, batches: Sequence[dict[str, Any]]) -> float:
-    """Exact mean loss over batches of unequal padding."""
-    total, count = 0.0, 0.0
-    for batch in batches:
-        _, stats = eval_step(params, batch, None)
-        total, count = total + stats["sum"], count + stats["count"]
-    return float(total) / float(count)

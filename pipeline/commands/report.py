@@ -8,7 +8,7 @@ network:
   worse (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to
   the baselines down) or *within noise*: no larger than the spread the same metric
   showed over training seeds (``metrics/noise.json``, measured by
-  ``benchmarks/noise.py``; :mod:`pipeline.noise`);
+  ``benchmarks/noise.py``; :mod:`pipeline.evaluation.noise`);
 - a warning when the two revisions' metrics were produced on different machines or
   software (the ``provenance`` each metrics file records): floats differ across CPUs, so
   part of every difference may come from that;
@@ -16,7 +16,7 @@ network:
 - every plot of ``dvc plots diff`` (dvc.yaml's top-level plots: the dvclive training
   curves, the forecaster's error by horizon and its forecast pictures), both revisions
   in each, rendered to PNG from DVC's own Vega-Lite specs without a browser
-  (:mod:`pipeline.vega`).
+  (:mod:`pipeline.commands.vega`).
 
 It writes ``report.md`` (the PNGs beside it) and ``report.html`` (the same, with the
 images embedded: one self-contained file) into ``--out``, and prints the Markdown.
@@ -27,24 +27,19 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline import noise, provenance, vega
 from pipeline.artifacts import atomic_dir
-from pipeline.errors import PipelineError
+from pipeline.commands import vega
+from pipeline.commands.dvc_cli import dvc_json
+from pipeline.evaluation import noise, provenance
 
 PROVENANCE = "provenance."
-
-
-class ReportError(PipelineError, RuntimeError):
-    """A revision or a DVC command the report needs failed; the message says which."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,26 +62,17 @@ def main(argv: list[str] | None = None) -> int:
 def write_report(repo: Path, old: str, new: str | None, out: Path) -> str:
     """Build the report of ``old`` against ``new`` (None: the workspace) into ``out``."""
     revs = [old] + ([new] if new else [])
-    metrics = _dvc_json(repo, "metrics", "diff", "--all", *revs)
-    params = _dvc_json(repo, "params", "diff", *revs)
+    metrics = dvc_json("metrics", "diff", "--all", *revs, cwd=repo)
+    params = dvc_json("params", "diff", *revs, cwd=repo)
     new_name = new or "workspace"
     bands = _noise(repo, new) or _noise(repo, old)
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as scratch:
-        plots = _dvc_json(repo, "plots", "diff", *revs, "-o", scratch).get("data", {})
+        plots = dvc_json("plots", "diff", *revs, "-o", scratch, cwd=repo).get("data", {})
         images = _render(plots, Path(scratch), tmp)
         markdown = _markdown(old, new_name, metrics, params, images, bands)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
         (tmp / "report.html").write_text(_html(markdown, tmp), encoding="utf-8")
     return markdown
-
-
-def _dvc_json(repo: Path, *args: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "dvc", *args, "--json"]
-    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise ReportError(f"`dvc {' '.join(args)}` failed: {last}")
-    return json.loads(done.stdout or "{}")
 
 
 def _render(plots: dict[str, list[dict]], scratch: Path, folder: Path) -> list[tuple[str, str]]:

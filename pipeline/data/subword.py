@@ -2,7 +2,7 @@
 
 One unigram model per side is trained on the training split only. Pieces carry ``▁``
 where a space preceded them, the same convention as the word tokenizer, so
-:func:`pipeline.text.detokenize` undoes both. Normalisation is left to the corpus
+:func:`pipeline.data.tokens.detokenize` undoes both. Normalisation is left to the corpus
 adapters (rule ``identity``), so detokenizing gives back the text exactly. Training is
 single-threaded and deterministic: the same sentences give the same model bytes.
 """

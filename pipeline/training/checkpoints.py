@@ -1,6 +1,6 @@
 """Training checkpoints through orbax: working state that lets a killed run continue.
 
-A checkpoint holds everything :func:`pipeline.train.fit` needs to continue exactly as
+A checkpoint holds everything :func:`pipeline.training.loop.fit` needs to continue exactly as
 if it had never stopped: parameters, optimizer state, step and the non-finite counters
 (the train state), the carried RNN state of a char LM, the running loss since the last
 history row, the history rows, the best parameters kept for ``select``, and the step
@@ -8,9 +8,9 @@ itself, from which the dropout key (``fold_in(seed key, step)``) and the data po
 (the batch stream is replayed up to it) follow.
 
 Checkpoints live under ``<workload>.paths.checkpoints/<stage>@<cell>/<fingerprint>/``,
-where the fingerprint hashes the workload's params and the prepared data the run trains
-on: a changed parameter or dataset starts afresh instead of resuming someone else's
-run. They are not DVC outputs (the finished model is); ``rm -r checkpoints/`` forgets
+where the fingerprint hashes the workload's params, the prepared data the run trains
+on and the package's code: a changed parameter, dataset or module starts afresh instead
+of resuming someone else's run. They are not DVC outputs (the finished model is); ``rm -r checkpoints/`` forgets
 them. Each one carries the sha256 of its own state; one that fails to restore or whose
 bytes no longer match (a truncated or corrupted file) is skipped with a warning, and the
 previous one is used.
@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 from tqdm.auto import tqdm
 
+from pipeline.training.loop import Hook, Run
 
 # What a checkpoint holds; part of the fingerprint, so a change to it (a new accumulator,
 # say) starts afresh instead of failing to restore the old ones.
@@ -48,11 +49,22 @@ def fingerprint(config: Any, data_files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+    """sha256 over the package's source files (``.py``, ``.cc``), names and bytes."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".cc") and p.is_file()):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int) -> "Checkpoints":
     """The checkpoints of one training run: ``root/run/<fingerprint>``, where the
-    fingerprint covers ``config`` and every file under ``data_dir``."""
+    fingerprint covers ``config``, every file under ``data_dir`` and the code
+    (:func:`code_digest`). DVC reruns a train stage whose params and data are unchanged
+    only when its code changed (or with ``-f``): resuming a checkpoint that other code
+    wrote would hand back the old model, so such a run starts afresh."""
     files = [f for f in Path(data_dir).rglob("*") if f.is_file()]
-    return Checkpoints(Path(root) / run / fingerprint(config, files), every)
+    return Checkpoints(Path(root) / run / fingerprint({"run": config, "code": code_digest()}, files), every)
 
 
 def _digest(tree: Any) -> str:
@@ -66,14 +78,30 @@ def _digest(tree: Any) -> str:
     return h.hexdigest()
 
 
-class Checkpoints:
-    """Save and restore one run's checkpoints in ``directory`` (the two newest are kept)."""
+class Checkpoints(Hook):
+    """Save and restore one run's checkpoints in ``directory`` (the two newest are kept).
+
+    As a :class:`pipeline.training.loop.Hook` it resumes the run from the newest valid
+    checkpoint, saves one every ``every`` steps, at the end, and when a signal stops the
+    run.
+    """
+
+    saves_on_stop = True
 
     def __init__(self, directory: str | Path, every: int, keep: int = 2):
         self.directory = Path(directory).absolute()
         self.every = every
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+
+    def begin(self, run: Run, desc: str) -> None:
+        if (restored := self.restore(run.tree())) is not None:
+            run.load(*restored)
+            tqdm.write(f"{desc}: resuming at step {run.step} from {self.directory}")
+
+    def after_step(self, run: Run, stopping: bool) -> None:
+        if run.done or run.step % self.every == 0 or stopping:
+            self.save(run.step, run.tree(), run.meta())
 
     def save(self, step: int, tree: Any, meta: dict[str, Any]) -> None:
         """Write ``tree`` (arrays) and ``meta`` (JSON) as checkpoint ``step``, atomically."""

@@ -1,4 +1,7 @@
-"""The only module that reads or writes model directories.
+"""The model store: the only module that reads or writes finished model directories.
+
+(Training checkpoints, the working state a killed run resumes from, are
+:mod:`pipeline.training.checkpoints`.)
 
 A model directory is self-describing: ``config.json`` holds the constructor arguments
 and everything else needed to run the model (vocabularies, feature names), and

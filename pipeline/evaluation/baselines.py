@@ -14,7 +14,8 @@ series. The model fits are statsmodels' maximum likelihood; the search is here:
 
 statsforecast is the library the issue names, but every release that supports pandas
 3 is missing (2.1.1 requires pandas < 3), so the search is written against statsmodels.
-Pure functions: numpy in, numpy out, no I/O.
+Pure functions, numpy in and numpy out, except :func:`load`, which reads back the
+forecasts the ``baseline_forecast`` stage stored.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from pipeline import artifacts
+from pipeline.data import windows
+from pipeline.errors import PipelineError
+
 METHODS = ("autoarima", "autoets")
+FORECASTS_FILE = "forecasts.npz"  # baseline_forecast's outputs
+MODELS_FILE = "models.json"
 MAX_P = MAX_Q = 5
 MAX_ORDER = 5  # p + q
 MAX_D = 2
@@ -249,3 +257,23 @@ def _single_threaded_blas():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def histories(series: np.ndarray, starts: np.ndarray, input_len: int, fit_days: int) -> np.ndarray:
+    """Feature 0 over the ``fit_days`` days ending at each window's forecast origin <float>[n, fit_days]."""
+    inputs, _ = windows.gather(series, starts + input_len - fit_days, fit_days, 0)
+    return inputs[:, :, 0]
+
+
+def load(directory: str | Path, test_starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The baselines' forecasts (``baseline_forecast``'s output ``directory``) for
+    ``test_starts``, checked to be for those very windows."""
+    path = Path(directory) / FORECASTS_FILE
+    if not path.is_file():
+        raise PipelineError(f"{path}: no baseline forecasts; run `dvc repro baseline_forecast`")
+    data = artifacts.read_npz(path)
+    stored = data.pop("test_starts")
+    if not np.array_equal(stored, test_starts):
+        raise PipelineError(f"{path}: made for other test windows than the prepared ones; "
+                            f"run `dvc repro baseline_forecast`")
+    return data

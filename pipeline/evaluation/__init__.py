@@ -1,0 +1,2 @@
+"""Scoring: metrics, forecasting baselines, plots, noise bands and the machine
+provenance stamped into every metrics file."""

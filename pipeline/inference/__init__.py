@@ -1,0 +1,2 @@
+"""Running trained models: the generic decoders, and one path per job: translating,
+sampling a character LM, and forecasting prices."""

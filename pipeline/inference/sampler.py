@@ -1,0 +1,30 @@
+"""Sampling text from a character LM: the prime in one pass, then one jitted scan."""
+
+from __future__ import annotations
+
+import jax
+
+from pipeline.inference import decode
+from pipeline.models.charlm import CharLM
+from pipeline.models.rnn import initial_carries
+
+
+def make_sampler(model: CharLM, length: int, temperature: float, top_k: int, top_p: float = 1.0):
+    """``sample(params, prime_ids <int32>[batch, p], key) -> ids <int32>[batch, length]``.
+
+    The prime is read in one pass; sampling continues from its last character. Every
+    row of a batch draws its own sample (independent noise per row).
+    """
+
+    @jax.jit
+    def sample(params, prime, key):
+        carries = initial_carries(model.cell, model.layers, model.hidden, prime.shape[0])
+        if prime.shape[1] > 1:
+            carries, _ = model.apply({"params": params}, prime[:, :-1], carries)
+
+        def step(carries, token):
+            return model.apply({"params": params}, carries, token, method=CharLM.step)
+
+        return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k, top_p)
+
+    return sample

@@ -1,0 +1,1 @@
+"""The served forecaster: candidate against served model, promotion, decision log."""

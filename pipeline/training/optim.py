@@ -1,0 +1,49 @@
+"""Optimisers and learning-rate schedules, built with optax from params.yaml's values."""
+
+from __future__ import annotations
+
+import optax
+
+
+def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0) -> optax.Schedule:
+    """The learning rate as a function of the update count.
+
+    ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
+    over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``.
+    """
+    if schedule == "luong234":
+        start = 2 * steps // 3
+        return optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
+                                       decay_rate=0.5, transition_begin=start, staircase=True)
+    if schedule == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
+    if schedule == "constant":
+        return optax.constant_schedule(learning_rate)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def make_optimizer(
+    learning_rate: float | optax.Schedule,
+    clip_norm: float,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    rmsprop_decay: float = 0.9,
+    momentum: float = 0.0,
+):
+    """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant rate or a
+    schedule (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient.
+    """
+    parts = [optax.clip_by_global_norm(clip_norm)]
+    if weight_decay > 0:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    if optimizer == "adam":
+        parts.append(optax.adam(learning_rate))
+    elif optimizer == "sgd":
+        parts.append(optax.sgd(learning_rate))
+    elif optimizer == "rmsprop":
+        parts.append(optax.rmsprop(learning_rate, decay=rmsprop_decay, momentum=momentum or None))
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    return optax.chain(*parts)
+
+
