@@ -188,6 +188,7 @@ def test_step_by_step_decoding_reproduces_teacher_forcing(cell, attention, feedi
     np.testing.assert_allclose(np.stack(steps, 1), full, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.slow  # the whole option matrix; the default variant is in the fast tier above
 @pytest.mark.parametrize("attention,feeding,tie", VARIANTS)
 def test_every_variant_trains_every_parameter(attention, feeding, tie):
     model, state, batch = nmt_setup("lstm", attention, dropout=0.1, input_feeding=feeding, tie_embeddings=tie)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from .conftest import ROOT
 
@@ -46,6 +47,7 @@ print(json.dumps({"one": one, "four": four, "odd_batch_mesh": odd is not None,
 """
 
 
+@pytest.mark.slow  # a subprocess with 4 forced CPU devices
 def test_sharded_training_matches_one_device_for_the_same_global_batch():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,

@@ -41,6 +41,7 @@ def trained(tmp_path_factory, tiny_params_dict):
     return out
 
 
+@pytest.mark.slow  # trains a translator at every token level (about 40 s)
 def test_subword_pieces_are_learned_on_train_and_detokenize_exactly(trained):
     work, params = trained["subword"]
     vocab = json.loads((work / "data/prepared/nmt/vocab.json").read_text())
@@ -59,6 +60,7 @@ def test_subword_pieces_are_learned_on_train_and_detokenize_exactly(trained):
     assert (work / "data/prepared/nmt/vocab.json").read_bytes() == before
 
 
+@pytest.mark.slow  # trains a translator at every token level (about 40 s)
 def test_char_level_uses_characters_and_scores(trained):
     work, _ = trained["char"]
     vocab = json.loads((work / "data/prepared/nmt/vocab.json").read_text())
@@ -67,6 +69,7 @@ def test_char_level_uses_characters_and_scores(trained):
     assert metrics["decode"] == "beam5" and metrics["pairs"] > 0
 
 
+@pytest.mark.slow  # trains a translator at every token level (about 40 s)
 @pytest.mark.parametrize("level", list(LEVELS))
 def test_every_level_writes_dev_and_test_hypotheses(trained, level):
     work, _ = trained[level]
@@ -75,6 +78,7 @@ def test_every_level_writes_dev_and_test_hypotheses(trained, level):
         assert len((work / f"samples/nmt-gru-{split}.hyp.txt").read_text().split("\n")[:-1]) == n
 
 
+@pytest.mark.slow  # trains a translator at every token level (about 40 s)
 def test_sampling_and_pretokenized_scores(trained, tiny_params_dict):
     work, _ = trained["word"]
     params = params_module.from_dict(merge(tiny_params_dict, {"nmt": {
@@ -92,6 +96,7 @@ def run_translate(*args, stdin=None):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # trains a translator at every token level (about 40 s)
 @pytest.mark.parametrize("level", ["word", "subword"])
 def test_translate_command_keeps_lines_in_order(trained, level):
     model = trained[level][0] / "models/nmt/gru"
