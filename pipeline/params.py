@@ -106,6 +106,14 @@ class Source:
 @dataclass(frozen=True)
 class PairsSource(Source):
     format: Literal["tsv", "tatoeba-zip", "iwslt"]
+    # the corpus's two languages in its own order: the tsv's columns, the iwslt files' suffixes
+    langs: tuple[str, ...]
+
+    def cross_check(self, section: str) -> str | None:
+        if len(self.langs) != 2 or self.langs[0] == self.langs[1]:
+            return (f"'{section}.langs' is {list(self.langs)}; it names the corpus's two languages "
+                    "in file order, e.g. [en, fr]")
+        return None
 
 
 @dataclass(frozen=True)
@@ -154,11 +162,16 @@ class Paths:
 @dataclass(frozen=True)
 class NmtData:
     seed: int
-    level: Literal["word", "char", "subword"]
+    source: str  # the direction: one of sources.nmt.langs into the other
+    target: str
+    level: Literal["word", "char", "subword", "space"]
+    vocab: Literal["build", "corpus"]  # corpus: the iwslt source's own vocab.<lang> files, as they are
     vocab_size: PosInt
     lowercase: bool
     max_len: PosInt
+    filter: Literal["all", "train"]  # which splits max_len filters (train: dev and test are scored whole)
     max_pairs: int
+    pick: Literal["random", "first"]  # which max_pairs pairs are kept: a seeded sample, or the first
     valid_size: PosInt
     test_size: PosInt
     min_freq: NonNegInt
@@ -176,6 +189,7 @@ class NmtData:
 @dataclass(frozen=True)
 class NmtModel:
     cells: tuple[Cell, ...]
+    input: Literal["embedding", "onehot"]
     embed: PosInt
     hidden: PosInt
     layers: PosInt
@@ -190,6 +204,9 @@ class NmtModel:
     def cross_check(self, section: str) -> str | None:
         if problem := _kernel_check(self, section):
             return problem
+        if self.input == "onehot" and self.tie_embeddings:
+            return (f"'{section}.input' is 'onehot' with '{section}.tie_embeddings' true: one-hot "
+                    "inputs have no embedding matrix to share with the output layer")
         return attention_problem(self.attention, self.bidirectional, self.input_feeding, f"{section}.")
 
 
@@ -198,8 +215,9 @@ class NmtTrain:
     seed: int
     steps: PosInt
     batch_size: PosInt
-    optimizer: Literal["adam", "sgd"]
+    optimizer: Literal["adam", "sgd", "rmsprop"]
     learning_rate: PosFloat
+    rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
     schedule: Literal["constant", "luong234"]
     clip_norm: PosFloat
     label_smoothing: Rate
@@ -379,6 +397,19 @@ class Params:
     nmt: Nmt
     charlm: Charlm
     forecast: Forecast
+
+    def cross_check(self, section: str) -> str | None:
+        """Rules between sections: the translation direction and the vocabulary's origin."""
+        langs, data = list(self.sources.nmt.langs), self.nmt.data
+        if data.source not in langs or data.target not in langs or data.source == data.target:
+            return (f"'nmt.data.source' -> 'nmt.data.target' is {data.source!r} -> {data.target!r}; "
+                    f"with 'sources.nmt.langs' {langs} it must be {langs[0]!r} -> {langs[1]!r} or "
+                    f"{langs[1]!r} -> {langs[0]!r}")
+        if data.vocab == "corpus" and (self.sources.nmt.format != "iwslt" or data.level != "space"):
+            return ("'nmt.data.vocab' is 'corpus': only the iwslt format ships vocabulary files, and "
+                    "they list whitespace tokens, so it needs 'sources.nmt.format' iwslt and "
+                    f"'nmt.data.level' space (they are {self.sources.nmt.format!r} and {data.level!r})")
+        return None
 
 
 def model_kwargs(model: NmtModel | CharlmModel | ForecastModel, cell: str) -> dict[str, Any]:

@@ -88,15 +88,15 @@ def test_iwslt_folder_is_fetched_whole_and_split_by_file(httpserver, tmp_path, m
     monkeypatch.chdir(tmp_path)
     serve_iwslt(httpserver)
     source = {"url": httpserver.url_for("/iwslt15.en-vi"), "sha256": None,
-              "raw": "data/raw/nmt/iwslt", "format": "iwslt"}
-    data = {"max_len": 40, "buckets": [20, 41], "valid_size": 1000, "test_size": 1000, "min_freq": 1}
+              "raw": "data/raw/nmt/iwslt", "format": "iwslt", "langs": ["en", "vi"]}
+    data = {"source": "en", "target": "vi", "max_len": 40, "buckets": [20, 41], "valid_size": 1000, "test_size": 1000, "min_freq": 1}
     params = params_with(tiny_params_dict, sources={"nmt": source}, nmt={"data": data})
     listing = download.fetch_folder(params.sources.nmt, params.fetch)
     raw = tmp_path / "data/raw/nmt/iwslt"
-    assert sorted(tree(raw)) == sorted(iwslt.FILES)
+    assert sorted(tree(raw)) == sorted(iwslt.files(("en", "vi")))
     assert tree(raw)["tst2013.vi"] == (FIXTURES / "iwslt-tst2013-head.vi").read_bytes()
     expected = "".join(f"{hashlib.sha256((FIXTURES / IWSLT_FILES[n]).read_bytes()).hexdigest()}  {n}\n"
-                       for n in iwslt.FILES)
+                       for n in iwslt.files(("en", "vi")))
     assert listing == hashlib.sha256(expected.encode()).hexdigest()
 
     prepare_nmt.run(params)
@@ -107,7 +107,7 @@ def test_iwslt_folder_is_fetched_whole_and_split_by_file(httpserver, tmp_path, m
 
     # A pinned listing that does not match, or one missing file, keeps the old folder whole.
     before = tree(raw)
-    pinned = params_with(tiny_params_dict, sources={"nmt": dict(source, sha256="0" * 64)})
+    pinned = params_with(tiny_params_dict, sources={"nmt": dict(source, sha256="0" * 64)}, nmt={"data": data})
     with pytest.raises(FetchError, match="sha256 of the file listing mismatch"):
         download.fetch_folder(pinned.sources.nmt, pinned.fetch)
     httpserver.clear()

@@ -28,7 +28,7 @@ def test_unknown_key_names_key_section_and_valid_keys(real_params_dict):
         P.from_dict(raw)
     msg = str(err.value)
     assert "'hiden'" in msg and "'nmt.model'" in msg
-    assert "valid keys: cells, embed, hidden" in msg
+    assert "valid keys: cells, input, embed, hidden" in msg
     assert "did you mean 'hidden'" in msg
 
 

@@ -64,7 +64,7 @@ def test_nmt_stages(workdir, tiny_params):
     curves = workdir / "dvclive/nmt-lstm/plots/metrics"
     assert sorted(str(p.relative_to(curves)) for p in curves.rglob("*.tsv")) == [
         "train/grad_norm.tsv", "train/loss.tsv", "train/lr.tsv", "train/tokens_per_s.tsv",
-        "valid/bleu.tsv", "valid/loss.tsv"]
+        "valid/acc.tsv", "valid/bleu.tsv", "valid/loss.tsv", "valid/ppl.tsv"]
     bleu = (curves / "valid/bleu.tsv").read_text().splitlines()
     assert bleu[0] == "step\tbleu" and len(bleu) == 3
     assert all(float(row.split("\t")[1]) > 0 for row in (curves / "train/tokens_per_s.tsv").read_text().splitlines()[1:])
@@ -74,6 +74,11 @@ def test_nmt_stages(workdir, tiny_params):
     for key in ("bleu", "chrf", "bleu_greedy", "valid_bleu", "valid_chrf", "valid_bleu_greedy"):
         assert 0.0 <= m[key] <= 100.0, key
     assert m["decode"] == "beam5" and "valid_bleu_signature" not in m
+    # teacher-forced loss, its perplexity and token accuracy, on dev and test
+    for prefix in ("", "valid_"):
+        assert 0.0 < m[f"{prefix}loss"] < np.log(len(vocab["trg"])) + 1
+        assert m[f"{prefix}perplexity"] == pytest.approx(np.exp(m[f"{prefix}loss"]), rel=1e-6)
+        assert 0.0 < m[f"{prefix}accuracy"] < 1.0
     assert m["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     for split, rows in (("test", test), ("valid", valid)):
         hyps = (workdir / f"samples/nmt-lstm-{split}.hyp.txt").read_text().split("\n")[:-1]

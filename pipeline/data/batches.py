@@ -63,17 +63,29 @@ def bucket_batches(
             yield crop(arrays, rows, buckets[b])
 
 
+def extended(buckets: Sequence[int], longest: int) -> list[int]:
+    """The trained buckets, extended by multiples of the widest one until ``longest``
+    fits (a longer sentence than training saw costs one more compiled shape)."""
+    out = list(buckets)
+    while out[-1] < longest:
+        out.append(out[-1] + buckets[-1])
+    return out
+
+
 def eval_batches(
     arrays: dict[str, np.ndarray], buckets: Sequence[int], batch_size: int
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Every row exactly once, in bucket order, padded to full batches.
 
     ``arrays`` are pairs, or sources alone (no ``trg``, to translate); a source of
-    length 0 (an empty sentence) is left out. Yields ``(rows, batch)`` where ``rows``
+    length 0 (an empty sentence) is left out. Rows longer than the widest bucket (dev and
+    test sentences that were not length-filtered, new sentences) go into extra buckets
+    (:func:`extended`). Yields ``(rows, batch)`` where ``rows``
     <int64>[k] are the original indices of the first ``k`` batch rows; the remaining
     rows repeat row 0 with zero target lengths, which masks them out of losses.
     """
     trg_len = arrays.get("trg_len", arrays["src_len"])
+    buckets = extended(buckets, int(max(np.max(arrays["src_len"], initial=0), np.max(trg_len, initial=0))))
     which = assign_buckets(arrays["src_len"], trg_len, buckets)
     which = np.where(arrays["src_len"] > 0, which, -1)
     for b, width in enumerate(buckets):

@@ -22,17 +22,25 @@ SPACE = "\u2581"  # ▁
 _WORD = re.compile(r"\s*(\w+|[^\w\s])", re.UNICODE)
 
 
-def tokenize(text: str, level: Literal["word", "char"]) -> list[str]:
-    """Split a normalised sentence into tokens that :func:`detokenize` can undo."""
+def tokenize(text: str, level: Literal["word", "char", "space"]) -> list[str]:
+    """Split a normalised sentence into tokens that :func:`detokenize` can undo.
+
+    ``space`` takes a pre-tokenized corpus's whitespace-separated tokens as they stand
+    (IWSLT; tensorflow/nmt reads it this way), so its own vocabulary files apply.
+    """
     if level == "char":
         return list(text)
+    if level == "space":
+        return text.split()
     return [(SPACE if m.group(0)[0].isspace() else "") + m.group(1) for m in _WORD.finditer(text)]
 
 
-def detokenize(tokens: Iterable[str], level: Literal["word", "char"]) -> str:
+def detokenize(tokens: Iterable[str], level: Literal["word", "char", "space"]) -> str:
     """Inverse of :func:`tokenize`; an ``<unk>`` stands apart as a word of its own."""
     if level == "char":
         return "".join(tokens)
+    if level == "space":
+        return " ".join(tokens)
     marked = (SPACE + t if t == UNK else t for t in tokens)
     return "".join(marked).replace(SPACE, " ").strip()
 

@@ -6,7 +6,8 @@ printed during training and the one in ``metrics/`` are computed the same way.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Iterable
 
 import jax
 import numpy as np
@@ -26,7 +27,6 @@ def make_eval_step(loss_fn: LossFn):
     return jax.jit(eval_step)
 
 
-
 def stream_loss(eval_step, params, ids: np.ndarray, model, batch: int, seq_len: int) -> float:
     """Mean nats/char over one pass of a held-out stream, carrying state across windows."""
     carry = initial_carries(model.cell, model.layers, model.hidden, batch)
@@ -37,10 +37,13 @@ def stream_loss(eval_step, params, ids: np.ndarray, model, batch: int, seq_len: 
     return float(total) / float(count)
 
 
-def mean_loss(eval_step, params, batches: Sequence[dict[str, Any]]) -> float:
-    """Exact mean loss over batches of unequal padding."""
-    total, count = 0.0, 0.0
+def scores(eval_step, params, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Exact token averages over batches of unequal padding: the mean ``loss`` (nats per
+    target token), its ``perplexity`` (``exp(loss)``, as tensorflow/nmt reports it) and the
+    teacher-forced token ``accuracy`` (the Keras seq2seq tutorials' metric)."""
+    total, count, correct = 0.0, 0.0, 0.0
     for batch in batches:
         _, stats = eval_step(params, batch, None)
-        total, count = total + stats["sum"], count + stats["count"]
-    return float(total) / float(count)
+        total, count, correct = total + stats["sum"], count + stats["count"], correct + stats["correct"]
+    loss = float(total) / float(count)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "accuracy": float(correct) / float(count)}

@@ -58,15 +58,6 @@ def encode_sources(lines: Sequence[str], vocab: dict) -> dict[str, np.ndarray]:
     return {"src": src, "src_len": np.array([len(r) for r in ids], np.int32)}
 
 
-def buckets_for(src_len: np.ndarray, buckets: Sequence[int]) -> list[int]:
-    """The trained buckets, extended by multiples of the widest one until every source
-    fits (a longer sentence than training saw costs one more compiled shape)."""
-    out, longest = list(buckets), int(np.max(src_len, initial=0))
-    while out[-1] < longest:
-        out.append(out[-1] + buckets[-1])
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Decoding:
     """How to decode: ``method`` greedy | beam | sample, and its settings."""
@@ -90,6 +81,6 @@ def translate_lines(model_dir: str | Path, lines: Sequence[str], **overrides: An
     model = Seq2Seq(**config["model"])
     translate = make_translator(model, d.max_len_factor, d.method, d.beam_size, d.length_penalty, d.temperature)
     arrays = encode_sources(lines, vocab)
-    buckets = buckets_for(arrays["src_len"], config.get("buckets", [arrays["src"].shape[1]]))
+    buckets = config.get("buckets", [arrays["src"].shape[1]])  # longer sentences get extra buckets
     return translate_all(translate, params, arrays, buckets, d.batch_size, Vocab(tuple(vocab["trg"])),
                          vocab["level"], jax.random.key(d.seed))

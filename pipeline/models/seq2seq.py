@@ -9,7 +9,9 @@
   input. Without it the decoder's recurrence runs over the whole target in one scan and
   attention is one batched matmul; with it the decoder steps through time in a
   ``lax.scan`` whose body calls the same cell step functions;
-- tied embeddings: the output layer reuses the target embedding matrix.
+- tied embeddings: the output layer reuses the target embedding matrix;
+- one-hot inputs (``input="onehot"``): tokens enter the recurrences as one-hot vectors,
+  as in the Keras ``lstm_seq2seq``, instead of through embedding matrices.
 
 The decoder state is ``(carries, feed)`` where ``feed`` is the last attentional vector
 <f32>[batch, hidden]; ``decode_step`` maps ``(state, token) -> (state, logits)``, the
@@ -57,6 +59,7 @@ class Seq2Seq(nn.Module):
     # decoder steps with the float32 reference cells)
     precision: Precision = "float32"
     kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
+    input: str = "embedding"  # embedding | onehot (then `embed` is unused)
 
     def setup(self):
         memory_width = self.hidden * (2 if self.bidirectional else 1)
@@ -68,14 +71,19 @@ class Seq2Seq(nn.Module):
         # creation order, and this is the order they were created in before attention
         # was a module of its own (same seed, same initial weights).
         self.attend._try_setup()
-        self.src_embed = nn.Embed(self.src_vocab, self.embed)
-        self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
+        if self.input == "embedding":
+            self.src_embed = nn.Embed(self.src_vocab, self.embed)
+            self.trg_embed = nn.Embed(self.trg_vocab, self.embed)
+        else:
+            self.src_embed = lambda ids: jax.nn.one_hot(ids, self.src_vocab)
+            self.trg_embed = lambda ids: jax.nn.one_hot(ids, self.trg_vocab)
+        width = self.embed if self.input == "embedding" else self.trg_vocab
         self.encoder = StackedRNN(
             self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision, self.kernel
         )
         parts = 2 if self.cell == "lstm" else 1
         self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
-        first_in = self.embed + (self.hidden if self.input_feeding else 0)
+        first_in = width + (self.hidden if self.input_feeding else 0)
         self.decoder = [
             LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden)
             for i in range(self.layers)

@@ -15,11 +15,14 @@ from pipeline.errors import PipelineError
 from pipeline.sources.plaintext import read_corpus
 
 SPECIALS = ("<unk>", "<s>", "</s>")
-LANGS = ("en", "vi")  # source, target
 SPLITS = {"train": "train", "valid": "tst2012", "test": "tst2013"}  # the usual roles
-FILES = tuple(f"{stem}.{lang}" for stem in SPLITS.values() for lang in LANGS) + tuple(
-    f"vocab.{lang}" for lang in LANGS
-)
+
+
+def files(langs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The folder's files for a language pair, e.g. ``("en", "vi")``: three splits and two vocabularies."""
+    return tuple(f"{stem}.{lang}" for stem in SPLITS.values() for lang in langs) + tuple(
+        f"vocab.{lang}" for lang in langs
+    )
 
 
 class IwsltError(PipelineError, ValueError):
@@ -42,23 +45,23 @@ def parse_parallel(src: str, trg: str, src_name: str, trg_name: str) -> list[tup
     return pairs
 
 
-def read_folder(folder: str | Path) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
-    """The downloaded folder -> ``{split: pairs}`` and ``{lang: vocabulary tokens}``."""
+def read_folder(folder: str | Path, langs: tuple[str, ...] | list[str]) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """The downloaded folder -> ``{split: (langs[0], langs[1]) pairs}`` and ``{lang: vocabulary tokens}``."""
     folder = Path(folder)
 
     def text(name: str) -> str:
         path = folder / name
         if not path.is_file():
-            raise IwsltError(f"{path}: missing; the iwslt source needs {', '.join(FILES)}")
+            raise IwsltError(f"{path}: missing; the iwslt source needs {', '.join(files(langs))}")
         return read_corpus(path.read_bytes(), str(path))
 
-    src, trg = LANGS
+    src, trg = langs
     splits = {
         split: parse_parallel(text(f"{stem}.{src}"), text(f"{stem}.{trg}"),
                               str(folder / f"{stem}.{src}"), str(folder / f"{stem}.{trg}"))
         for split, stem in SPLITS.items()
     }
-    vocabs = {lang: parse_vocab(text(f"vocab.{lang}"), str(folder / f"vocab.{lang}")) for lang in LANGS}
+    vocabs = {lang: parse_vocab(text(f"vocab.{lang}"), str(folder / f"vocab.{lang}")) for lang in langs}
     return splits, vocabs
 
 

@@ -20,7 +20,7 @@ import requests
 
 from pipeline import artifacts
 from pipeline.data import prices
-from pipeline.params import FetchPolicy, Params, ParamsError, PriceSource, Source
+from pipeline.params import FetchPolicy, PairsSource, Params, ParamsError, PriceSource
 from pipeline.sources import coindesk_api, iwslt
 from pipeline.sources.fetch import FetchError, fetch
 
@@ -45,7 +45,7 @@ def run(params: Params, workload: str) -> int | None:
     return None
 
 
-def fetch_folder(source: Source, policy: FetchPolicy, session: requests.Session | None = None,
+def fetch_folder(source: PairsSource, policy: FetchPolicy, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> str:
     """Fetch every IWSLT file into a fresh folder and swap it in whole.
 
@@ -54,7 +54,7 @@ def fetch_folder(source: Source, policy: FetchPolicy, session: requests.Session 
     """
     with artifacts.atomic_dir(source.raw) as tmp:
         lines = []
-        for name in iwslt.FILES:
+        for name in iwslt.files(source.langs):
             digest = fetch(f"{source.url.rstrip('/')}/{name}", tmp / name, None, policy, session, sleep)
             lines.append(f"{digest}  {name}\n")
         listing = hashlib.sha256("".join(lines).encode()).hexdigest()
@@ -63,7 +63,7 @@ def fetch_folder(source: Source, policy: FetchPolicy, session: requests.Session 
                 f"{source.url}: sha256 of the file listing mismatch: expected {source.sha256}, "
                 f"got {listing}; {source.raw} was left as it was"
             )
-        iwslt.read_folder(tmp)  # parse before swapping in: a bad file never replaces good ones
+        iwslt.read_folder(tmp, source.langs)  # parse before swapping in: a bad file never replaces good ones
     return listing
 
 

@@ -1,4 +1,5 @@
-"""evaluate_nmt@<cell>: translate the dev and test pairs and score them with sacrebleu."""
+"""evaluate_nmt@<cell>: translate the dev and test pairs and score them with sacrebleu; their
+teacher-forced loss, perplexity and token accuracy beside."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 import jax
 
 from pipeline import artifacts
-from pipeline.data import tokens
-from pipeline.evaluation import metrics, provenance
+from pipeline.data import batches, tokens
+from pipeline.evaluation import heldout, metrics, provenance
 from pipeline.inference import translator
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.models.store import load_model
 from pipeline.params import NmtDecode, Params
+from pipeline.training.losses import nmt_loss
 
 
 def translators(model: Seq2Seq, d: NmtDecode) -> dict[str, object]:
@@ -33,11 +35,15 @@ def run(params: Params, cell: str) -> None:
     prepared = Path(p.paths.prepared)
     results: dict[str, object] = {}
     key = jax.random.key(p.decode.seed)
+    eval_step = heldout.make_eval_step(nmt_loss(model))
     for split in ("valid", "test"):
         arrays = artifacts.read_npz(prepared / f"{split}.npz")
         refs = [line.split("\t")[1] for line in (prepared / f"{split}.tsv").read_text("utf-8").splitlines()]
         prefix = "" if split == "test" else "valid_"
         results[f"{prefix}pairs"] = len(refs)
+        held = heldout.scores(eval_step, model_params,
+                              (b for _, b in batches.eval_batches(arrays, p.data.buckets, p.decode.batch_size)))
+        results.update({f"{prefix}{k}": v for k, v in held.items()})
         for method, translate in translators(model, p.decode).items():
             hyps = translator.translate_all(translate, model_params, arrays, p.data.buckets,
                                             p.decode.batch_size, trg_vocab, vocab["level"], key)
@@ -51,5 +57,6 @@ def run(params: Params, cell: str) -> None:
     results["decode"] = p.decode.method if p.decode.method != "beam" else f"beam{p.decode.beam_size}"
     artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", provenance.stamped(results))
     gain = f" (greedy {results['bleu_greedy']:.2f})" if "bleu_greedy" in results else ""
-    print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f}, "
+    print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f} "
+          f"perplexity {results['perplexity']:.2f} accuracy {results['accuracy']:.3f}, "
           f"dev BLEU {results['valid_bleu']:.2f}, {results['decode']} ({results['bleu_signature']})")

@@ -35,7 +35,7 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     init_key, fit_key = jax.random.split(jax.random.key(t.seed))
     example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
     rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps)
-    tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer)
+    tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer, rmsprop_decay=t.rmsprop_decay)
     state = steps.create_state(model, init_key, tx, example["src"], example["src_len"], example["trg"][:, :-1])
     loss_fn = nmt_loss(model, t.label_smoothing)
     eval_step = heldout.make_eval_step(loss_fn)
@@ -47,7 +47,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     def evaluate(prm) -> dict[str, float]:
         hyps = translator.translate_all(greedy, prm, valid_arrays, p.data.buckets, p.decode.batch_size,
                                         trg_vocab, vocab["level"])
-        return {"valid_loss": heldout.mean_loss(eval_step, prm, valid),
+        held = heldout.scores(eval_step, prm, valid)
+        return {"valid_loss": held["loss"], "valid_ppl": held["perplexity"], "valid_acc": held["accuracy"],
                 "valid_bleu": float(metrics.bleu_chrf(hyps, [refs])["bleu"])}
 
     stream = batches.bucket_batches(train_arrays, p.data.buckets, t.batch_size, np.random.default_rng(t.seed))

@@ -22,7 +22,8 @@ LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
 
 
 def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
-    """Summed cross-entropy over positions where ``mask`` is True.
+    """Summed cross-entropy over positions where ``mask`` is True, their ``count``, and how
+    many of them the top logit predicts (``correct``: teacher-forced token accuracy).
 
     Args:
         logits: <f32>[batch, time, vocab]; targets: <int32>[batch, time];
@@ -30,7 +31,8 @@ def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[
     """
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     mask = mask.astype(nll.dtype)
-    return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask)}
+    hits = (jnp.argmax(logits, -1) == targets).astype(nll.dtype)
+    return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask), "correct": jnp.sum(hits * mask)}
 
 
 def nmt_loss(model, label_smoothing: float = 0.0) -> LossFn:

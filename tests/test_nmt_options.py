@@ -1,0 +1,220 @@
+"""The translation settings the tutorial recipes need (issue 18): direction, a corpus's own
+vocabulary, whole dev/test sets, which pairs are kept, one-hot inputs, RMSprop, and the
+loss/perplexity/accuracy metrics. Each test fails if its option is ignored."""
+
+from __future__ import annotations
+
+import html
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pipeline import artifacts
+from pipeline import params as P
+from pipeline.data import batches, tokens
+from pipeline.evaluation import heldout
+from pipeline.models.seq2seq import Seq2Seq
+from pipeline.sources import tatoeba
+from pipeline.stages import evaluate_nmt, prepare_nmt, train_nmt
+from pipeline.training.losses import masked_xent, nmt_loss
+
+from .conftest import FIXTURES, ROOT, merge
+
+IWSLT = ROOT.parent / "shared/data/translation/iwslt15-en-vi"
+PAIRS = FIXTURES / "fra-eng-excerpt.txt"
+
+
+def with_data(tiny_params_dict, **data) -> P.Params:
+    return P.from_dict(merge(tiny_params_dict, {"nmt": {"data": data}}))
+
+
+def fixture_pairs() -> list[tuple[str, str]]:
+    return tatoeba.parse_pairs(PAIRS.read_text("utf-8"), str(PAIRS))
+
+
+# --- the loader's rules ----------------------------------------------------------------
+@pytest.mark.parametrize("change, message", [
+    ({"nmt": {"data": {"source": "fr", "target": "fr"}}}, r"'nmt.data.source' -> 'nmt.data.target' is 'fr' -> 'fr'"),
+    ({"nmt": {"data": {"source": "de"}}}, r"must be 'en' -> 'fr' or 'fr' -> 'en'"),
+    ({"sources": {"nmt": {"langs": ["en"]}}}, r"'sources.nmt.langs' is \['en'\]"),
+    ({"nmt": {"data": {"vocab": "corpus"}}}, r"'nmt.data.vocab' is 'corpus': only the iwslt format"),
+    ({"nmt": {"data": {"pick": "last"}}}, r"'nmt.data.pick' is 'last'; expected one of random, first"),
+    ({"nmt": {"data": {"filter": "dev"}}}, r"'nmt.data.filter' is 'dev'; expected one of all, train"),
+    ({"nmt": {"model": {"input": "onehot", "tie_embeddings": True}}}, r"'nmt.model.input' is 'onehot' with"),
+    ({"nmt": {"train": {"rmsprop_decay": 1.0}}}, r"'nmt.train.rmsprop_decay' is 1.0; it must be > 0 and < 1"),
+])
+def test_loader_rejects_impossible_translation_settings(real_params_dict, change, message):
+    with pytest.raises(P.ParamsError, match=message):
+        P.from_dict(merge(real_params_dict, change))
+
+
+# --- data ------------------------------------------------------------------------------
+def test_space_level_keeps_pretokenized_tokens_as_they_stand():
+    line = "it 's a &quot; world , except"
+    assert tokens.tokenize(line, "space") == ["it", "'s", "a", "&quot;", "world", ",", "except"]
+    assert tokens.detokenize(tokens.tokenize(line, "space"), "space") == line
+    assert tokens.tokenize(line, "word")[:3] == ["it", "▁'", "s"]  # what word level would do instead
+
+
+def test_direction_turns_the_pairs(tiny_params_dict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(PAIRS, tmp_path / "pairs.txt")
+    source = {"url": "x", "sha256": None, "raw": "pairs.txt", "format": "tsv", "langs": ["en", "fr"]}
+    forward = P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}}))
+    backward = P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source},
+                                                    "nmt": {"data": {"source": "fr", "target": "en"}}}))
+    fwd, _ = prepare_nmt.read_pairs(forward)
+    bwd, _ = prepare_nmt.read_pairs(backward)
+    assert fwd[0] == ("Stop being stupid.", "Cesse d'être idiot !") and bwd == [(t, s) for s, t in fwd]
+
+
+def test_pick_first_keeps_the_file_order_and_random_does_not(tiny_params_dict):
+    pairs = fixture_pairs()
+    first = with_data(tiny_params_dict, pick="first", max_pairs=300, max_len=50, buckets=[51]).nmt.data
+    random = with_data(tiny_params_dict, pick="random", max_pairs=300, max_len=50, buckets=[51]).nmt.data
+    kept = lambda data: {p for rows in prepare_nmt.prepare(pairs, data)[0].values() for p in rows}  # noqa: E731
+    assert kept(first) == set(pairs[:300])
+    assert kept(random) != set(pairs[:300]) and len(kept(random)) == 300
+
+
+def test_filter_train_scores_dev_and_test_whole(tiny_params_dict):
+    pairs = fixture_pairs()
+    longest = max(len(tokens.tokenize(x, "word")) for p in pairs for x in p)
+    data = with_data(tiny_params_dict, filter="train", max_len=4, buckets=[3, 5]).nmt.data
+    splits, _, _, arrays, _ = prepare_nmt.prepare(pairs, data)
+    too_long = lambda rows: [p for p in rows if max(len(tokens.tokenize(x, "word")) for x in p) > 4]  # noqa: E731
+    assert not too_long(splits["train"])
+    assert too_long(splits["test"]) and too_long(splits["valid"])  # kept, not filtered
+    assert arrays["test"]["src"].shape[1] > 5 and arrays["train"]["src"].shape[1] == 5
+    assert arrays["test"]["src"].shape[1] <= longest + 1
+    filtered = prepare_nmt.prepare(pairs, with_data(tiny_params_dict, filter="all", max_len=4, buckets=[3, 5]).nmt.data)[0]
+    assert not too_long(filtered["test"])
+
+
+def test_eval_batches_give_long_rows_extra_buckets():
+    src_len = np.array([3, 9, 17, 2], np.int32)
+    arrays = {"src": np.ones((4, 17), np.int32), "src_len": src_len}
+    seen = {int(r): b["src"].shape[1] for rows, b in batches.eval_batches(arrays, [4, 8], 2) for r in rows}
+    assert seen == {0: 4, 3: 4, 1: 16, 2: 17}  # 8 + 8 = 16 holds row 1; row 2 takes the array's width
+    assert batches.extended([4, 8], 17) == [4, 8, 16, 24]
+
+
+def iwslt_params(tiny_params_dict, tmp_path, **nmt) -> P.Params:
+    """tensorflow/nmt's setting on the real tst2012/tst2013 files: vi -> en, vocab.vi and
+    vocab.en as they are, and every dev and test sentence (tst2012 stands in for train,
+    which ../shared does not hold)."""
+    folder = tmp_path / "iwslt"
+    folder.mkdir()
+    for lang in ("en", "vi"):
+        shutil.copy(IWSLT / f"tst2012.{lang}", folder / f"train.{lang}")
+        for name in (f"tst2012.{lang}", f"tst2013.{lang}", f"vocab.{lang}"):
+            shutil.copy(IWSLT / name, folder / name)
+    source = {"url": "x", "sha256": None, "raw": str(folder), "format": "iwslt", "langs": ["en", "vi"]}
+    data = {"source": "vi", "target": "en", "level": "space", "vocab": "corpus", "filter": "train",
+            "max_len": 50, "buckets": [20, 51], "max_pairs": 200000, "valid_size": 5000, "test_size": 5000}
+    return P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}, "nmt": {**nmt, "data": {**data, **nmt.get("data", {})}}}))
+
+
+needs_iwslt = pytest.mark.skipif(not IWSLT.is_dir(), reason="needs ../shared/data (the IWSLT'15 dev and test files)")
+
+
+@needs_iwslt
+def test_iwslt_vi_en_with_its_own_vocabularies_and_whole_test_sets(tiny_params_dict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = iwslt_params(tiny_params_dict, tmp_path)
+    prepare_nmt.run(params)
+
+    prepared = tmp_path / params.nmt.paths.prepared
+    vocab = artifacts.read_json(prepared / "vocab.json")
+    vocab_vi = [html.unescape(t) for t in (IWSLT / "vocab.vi").read_text("utf-8").split("\n") if t]
+    specials = {"<unk>", "<s>", "</s>"}
+    assert vocab["src"][:4] == list(tokens.SPECIALS)
+    assert vocab["src"][4:] == list(dict.fromkeys(t for t in vocab_vi if t not in specials))
+    assert len(vocab["trg"]) == 4 + 17191 - 3  # vocab.en: its three specials are ours, plus <pad>
+    assert (vocab["source"], vocab["target"]) == ("vi", "en")
+
+    test = (prepared / "test.tsv").read_text("utf-8").splitlines()
+    tst2013_vi = (IWSLT / "tst2013.vi").read_text("utf-8").splitlines()
+    assert len(test) == 1268  # every sentence: none dropped for length
+    assert [row.split("\t")[0] for row in test] == [html.unescape(s).strip() for s in tst2013_vi]
+    arrays = artifacts.read_npz(prepared / "test.npz")
+    assert arrays["src"].shape[1] > 51  # padded to the longest test sentence
+    train = (prepared / "train.tsv").read_text("utf-8").splitlines()
+    assert 0 < len(train) < 1553 and all(len(x.split()) <= 50 for row in train for x in row.split("\t"))
+
+
+@needs_iwslt
+@pytest.mark.slow
+def test_iwslt_whole_test_set_is_translated_and_scored(tiny_params_dict, tmp_path, monkeypatch):
+    """Sentences longer than every bucket are translated and scored too (extra buckets)."""
+    monkeypatch.chdir(tmp_path)
+    params = iwslt_params(tiny_params_dict, tmp_path, data={"valid_size": 40}, train={"steps": 2, "log_every": 2},
+                          decode={"method": "greedy", "batch_size": 64}, evaluate={"pretokenized": True})
+    prepare_nmt.run(params)
+    train_nmt.run(params, "gru")
+    evaluate_nmt.run(params, "gru")
+    m = artifacts.read_json(tmp_path / "metrics/nmt-gru.json")
+    assert m["pairs"] == 1268 and np.isfinite(m["perplexity"]) and 0 <= m["accuracy"] < 1
+    hyps = (tmp_path / "samples/nmt-gru-test.hyp.txt").read_text("utf-8").split("\n")[:-1]
+    assert len(hyps) == 1268
+
+
+# --- model, optimiser, metrics -------------------------------------------------------------
+def test_onehot_inputs_replace_the_embeddings():
+    kwargs = dict(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=8, layers=1, bidirectional=False,
+                  attention="none", dropout=0.0)
+    src, src_len, trg = jnp.array([[5, 6, 3]]), jnp.array([3]), jnp.array([[2, 7, 8]])
+    embedded = Seq2Seq(**kwargs).init(jax.random.key(0), src, src_len, trg)["params"]
+    model = Seq2Seq(**kwargs, input="onehot")
+    onehot = model.init(jax.random.key(0), src, src_len, trg)["params"]
+    assert "src_embed" in embedded and "src_embed" not in onehot and "trg_embed" not in onehot
+    assert onehot["decoder_0"]["wi"].shape == (13, 32)  # the target vocabulary is the input width
+    a = model.apply({"params": onehot}, src, src_len, trg)
+    b = model.apply({"params": onehot}, jnp.array([[4, 6, 3]]), src_len, trg)
+    assert not np.allclose(a, b)  # the source tokens reach the output
+
+
+def test_nmt_rmsprop_is_the_optimiser_it_names(tiny_params_dict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(PAIRS, tmp_path / "pairs.txt")
+    source = {"url": "x", "sha256": None, "raw": "pairs.txt", "format": "tsv", "langs": ["en", "fr"]}
+    states = {}
+    for optimizer in ("adam", "rmsprop"):
+        params = P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source},
+                                                      "nmt": {"train": {"optimizer": optimizer}}}))
+        prepare_nmt.run(params)
+        job, _ = train_nmt.setup(params, "lstm")
+        states[optimizer] = job.state.opt_state
+    kinds = lambda s: {type(x).__name__ for x in jax.tree_util.tree_leaves(  # noqa: E731
+        s, is_leaf=lambda x: isinstance(x, tuple) and hasattr(x, "_fields"))}
+    assert "ScaleByRmsState" in kinds(states["rmsprop"]) and "ScaleByRmsState" not in kinds(states["adam"])
+    assert "ScaleByAdamState" in kinds(states["adam"])
+
+
+def test_token_accuracy_counts_top_predictions_on_unmasked_positions():
+    logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
+    stats = masked_xent(logits, jnp.array([[0, 2, 2]]), jnp.array([[True, True, False]]))
+    assert float(stats["count"]) == 2 and float(stats["correct"]) == 1  # the third is masked
+    assert float(stats["sum"]) == pytest.approx(-np.log(0.7) - np.log(0.1), rel=1e-5)
+
+
+def test_scores_average_exactly_across_batches():
+    model = Seq2Seq(src_vocab=9, trg_vocab=9, cell="gru", embed=4, hidden=4, layers=1, bidirectional=False,
+                    attention="none", dropout=0.0)
+    rng = np.random.default_rng(0)
+    arrays = {"src": rng.integers(4, 9, (5, 4)).astype(np.int32), "trg": rng.integers(4, 9, (5, 5)).astype(np.int32),
+              "src_len": np.array([4, 2, 3, 4, 1], np.int32), "trg_len": np.array([4, 3, 2, 1, 4], np.int32)}
+    arrays["trg"][:, 0] = tokens.BOS_ID
+    prm = model.init(jax.random.key(1), arrays["src"], arrays["src_len"], arrays["trg"][:, :-1])["params"]
+    step = heldout.make_eval_step(nmt_loss(model))
+    split = heldout.scores(step, prm, (b for _, b in batches.eval_batches(arrays, [2, 4], 2)))
+    whole = heldout.scores(step, prm, [batches.crop(arrays, np.arange(5), 4)])
+    assert split == pytest.approx(whole, rel=1e-5)
+    assert split["perplexity"] == pytest.approx(np.exp(split["loss"]))
+    logits = model.apply({"params": prm}, arrays["src"], arrays["src_len"], arrays["trg"][:, :-1])
+    mask = np.arange(4)[None, :] < arrays["trg_len"][:, None]
+    hits = (np.asarray(logits).argmax(-1) == arrays["trg"][:, 1:]) & mask
+    assert split["accuracy"] == pytest.approx(hits.sum() / mask.sum())
