@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
