@@ -296,6 +296,8 @@ class CharlmSample:
     temperature: NonNegFloat
     top_k: NonNegInt
     top_p: TopP
+    every: NonNegInt  # training steps between samples drawn during training (0: none)
+    temperatures: tuple[NonNegFloat, ...]  # the temperatures of those samples
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,8 @@ def tiny_overrides(root: Path | None = None) -> dict:
         },
         "charlm": {
             "model": {"embed": 8, "hidden": 16},
-            "train": {"steps": 6, "batch_size": 4, "seq_len": 8, "log_every": 3},
-            "sample": {"length": 20},
+            "train": {"steps": 6, "batch_size": 4, "seq_len": 8, "log_every": 3, "checkpoint_every": 3},
+            "sample": {"length": 20, "every": 3},
         },
         "forecast": {
             "data": {"stride": 5},  # a fifth of the test windows: AutoARIMA fits each one

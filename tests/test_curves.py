@@ -43,3 +43,20 @@ def test_rows_become_one_tsv_per_quantity_and_a_restart_replays_instead_of_appen
     again.start(rows[:1])
     again.log({"step": 20, "loss": 1.75, "lr": 0.0005, "valid_bleu": 5.0})
     assert (folder / "plots/metrics/train/loss.tsv").read_text() == "step\tloss\n10\t2.5\n20\t1.75\n"
+
+
+def test_text_samples_resume_without_samples_from_the_future(tmp_path):
+    import types
+
+    from pipeline.training.samples import TextSamples, file_name
+
+    drawn = []
+    hook = TextSamples(tmp_path, 3, lambda params, step: drawn.append(step) or {"t1": f"text {step}"})
+    for step in (3, 6, 9):
+        (tmp_path / file_name(step, "t1")).write_text("old\n")
+    (tmp_path / "notes.txt").write_text("kept\n")
+    hook.begin(types.SimpleNamespace(step=6), "train")  # a run restored at step 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", file_name(3, "t1"), file_name(6, "t1")]
+    for step in (7, 8, 9):
+        hook.after_step(types.SimpleNamespace(step=step, state=types.SimpleNamespace(params=None)), False)
+    assert drawn == [9] and (tmp_path / file_name(9, "t1")).read_text() == "text 9\n"

@@ -332,6 +332,32 @@ def test_generate_command_samples_from_a_trained_model(workdir):
     assert bad.returncode == 1 and "not in the vocabulary" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_training_samples_are_written_per_step_and_temperature(workdir, tiny_params):
+    s = tiny_params.charlm.sample
+    folder = workdir / "dvclive/charlm-gru/samples"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "step-000003-t0.5.txt", "step-000003-t1.txt", "step-000006-t0.5.txt", "step-000006-t1.txt"]
+    texts = {p.name: p.read_text() for p in folder.iterdir()}
+    assert all(t.startswith(s.prime) and len(t) == len(s.prime) + s.length + 1 for t in texts.values())
+    # the temperature and the step both reach the sample (at step 6 the tiny model is still
+    # so flat that both temperatures draw the same characters from the same key)
+    assert texts["step-000003-t1.txt"] != texts["step-000003-t0.5.txt"]
+    assert texts["step-000003-t1.txt"] != texts["step-000006-t1.txt"]
+
+
+def test_generate_samples_from_a_training_checkpoint(workdir):
+    runs = str(workdir / "checkpoints/charlm/train_charlm@gru")
+    args = ("--prime", "ROMEO:", "--length", "40", "--seed", "4")
+    final = run_generate(str(workdir / "models/charlm/gru"), *args)
+    last = run_generate(runs, "--step", "6", *args)
+    early = run_generate(runs, "--step", "3", *args)
+    assert last.returncode == 0 and early.returncode == 0, last.stderr + early.stderr
+    assert last.stdout == final.stdout  # the char LM keeps its last step: the same parameters
+    assert early.stdout != last.stdout and "step 3" in early.stderr
+    missing = run_generate(runs, "--step", "5", *args)
+    assert missing.returncode == 1 and "no checkpoint of step 5; it has steps [3, 6]" in missing.stderr
+
+
 def test_forecast_command_writes_the_next_horizon(workdir, tiny_params, tmp_path):
     import subprocess
     import sys

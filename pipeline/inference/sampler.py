@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 
+from pipeline.data import tokens
 from pipeline.inference import decode
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
@@ -28,3 +30,12 @@ def make_sampler(model: CharLM, length: int, temperature: float, top_k: int, top
         return decode.sample(step, carries, prime[:, -1], length, key, temperature, top_k, top_p)
 
     return sample
+
+
+def texts(model: CharLM, params, chars, prime: str, length: int, temperature: float, top_k: int,
+          top_p: float, key: jax.Array, num: int = 1) -> list[str]:
+    """``num`` samples of ``length`` characters, each after ``prime``; raises KeyError
+    naming a prime character the vocabulary ``chars`` lacks."""
+    ids = tokens.encode_chars(prime, chars)
+    out = np.asarray(make_sampler(model, length, temperature, top_k, top_p)(params, np.tile(ids, (num, 1)), key))
+    return [prime + "".join(chars[i] for i in row) for row in out]

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from pipeline import artifacts
-from pipeline.data import tokens
 from pipeline.evaluation import heldout, metrics, provenance
-from pipeline.inference.sampler import make_sampler
+from pipeline.inference import sampler
 from pipeline.models.charlm import CharLM
 from pipeline.models.store import load_model
 from pipeline.params import Params
@@ -28,10 +26,8 @@ def run(params: Params, cell: str) -> None:
         eval_step, model_params, valid_ids, model, p.train.batch_size, p.train.seq_len
     )
     s = p.sample
-    prime = tokens.encode_chars(s.prime, chars)[None, :]
-    sampler = make_sampler(model, s.length, s.temperature, s.top_k, s.top_p)
-    ids = np.asarray(sampler(model_params, prime, jax.random.key(s.seed)))[0]
-    sample = s.prime + "".join(chars[i] for i in ids)
+    (sample,) = sampler.texts(model, model_params, chars, s.prime, s.length, s.temperature, s.top_k, s.top_p,
+                              jax.random.key(s.seed))
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")
     artifacts.write_json(
         Path(p.paths.metrics) / f"charlm-{cell}.json",

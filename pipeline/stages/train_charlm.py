@@ -10,6 +10,7 @@ import numpy as np
 from pipeline import artifacts
 from pipeline.data import batches
 from pipeline.evaluation import heldout
+from pipeline.inference import sampler
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.models.store import save_model
@@ -17,6 +18,7 @@ from pipeline.params import Params, model_kwargs
 from pipeline.training import checkpoints, optim, steps
 from pipeline.training.curves import Curves
 from pipeline.training.loop import FitOptions, Job, fit
+from pipeline.training.samples import TextSamples
 from pipeline.training.losses import charlm_loss
 
 
@@ -48,12 +50,28 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     return job, {"model": config, "chars": chars}
 
 
+def sample_hook(params: Params, cell: str, config: dict) -> TextSamples:
+    """Samples at each of ``charlm.sample.temperatures`` every ``charlm.sample.every``
+    steps, under the run's curves folder (git-tracked, beside the curves)."""
+    s, model, chars = params.charlm.sample, CharLM(**config["model"]), config["chars"]
+
+    def draw(prm, step: int) -> dict[str, str]:
+        key = jax.random.fold_in(jax.random.key(s.seed), step)
+        return {f"t{temperature:g}": sampler.texts(model, prm, chars, s.prime, s.length, temperature,
+                                                    s.top_k, s.top_p, key)[0]
+                for temperature in s.temperatures}
+
+    return TextSamples(Path(params.charlm.paths.live) / f"charlm-{cell}" / "samples", s.every, draw)
+
+
 def run(params: Params, cell: str) -> None:
     p = params.charlm
     job, config = setup(params, cell)
     hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "charlm": p},
-                                 p.paths.prepared, p.train.checkpoint_every),
+                                 p.paths.prepared, p.train.checkpoint_every, config),
              Curves(Path(p.paths.live) / f"charlm-{cell}")]
+    if p.sample.every:
+        hooks.append(sample_hook(params, cell, config))
     state, history = fit(job, hooks)
     save_model(Path(p.paths.models) / cell, state.params, config)
     print(f"{job.options.desc}: valid_loss {history[-1]['valid_loss']:.3f} nats/char")

@@ -45,7 +45,7 @@ def run(params: Params, cell: str) -> None:
     p = params.forecast
     job, config = setup(params, cell)
     hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "forecast": p},
-                                 p.paths.prepared, p.train.checkpoint_every),
+                                 p.paths.prepared, p.train.checkpoint_every, config),
              Curves(Path(p.paths.live) / f"forecast-{cell}")]
     state, history = fit(job, hooks)
     save_model(Path(p.paths.models) / cell, state.params, config)

@@ -14,6 +14,11 @@ of resuming someone else's run. They are not DVC outputs (the finished model is)
 them. Each one carries the sha256 of its own state; one that fails to restore or whose
 bytes no longer match (a truncated or corrupted file) is skipped with a warning, and the
 previous one is used.
+
+Beside its checkpoints, a run's folder holds ``config.json``: what the train stage saves
+with the finished model (architecture, vocabulary). So a checkpoint can be used like a
+model directory: :func:`load_params` reads the parameters of any step, and
+``rnnpipe generate checkpoints/charlm/train_charlm@gru --step 200`` samples from it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,49 @@ import orbax.checkpoint as ocp
 from flax import serialization
 from tqdm.auto import tqdm
 
+from pipeline import artifacts
+from pipeline.errors import PipelineError
 from pipeline.training.loop import Hook, Run
 
 # What a checkpoint holds; part of the fingerprint, so a change to it (a new accumulator,
 # say) starts afresh instead of failing to restore the old ones.
 FORMAT = 3
+CONFIG = "config.json"
+
+
+class NoCheckpointError(PipelineError, FileNotFoundError):
+    """A folder that holds no usable checkpoint; the message names it and what it has."""
+
+
+def run_folder(path: str | Path) -> Path:
+    """A run's checkpoint folder: ``path`` itself, or, for a folder of runs
+    (``checkpoints/charlm/train_charlm@gru``), the most recently written one in it."""
+    path = Path(path)
+    if (path / CONFIG).is_file():
+        return path
+    runs = sorted((p for p in path.glob(f"*/{CONFIG}")), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise NoCheckpointError(f"{path}: no training checkpoints here (a run folder holds {CONFIG} and "
+                                "numbered steps; train first, with checkpoint_every below the steps)")
+    return runs[-1].parent
+
+
+def load_params(path: str | Path, step: int | None = None) -> tuple[int, Any, dict[str, Any]]:
+    """``(step, params, config)`` from a run's checkpoint folder (:func:`run_folder`): the
+    checkpoint of ``step``, or the newest; its sha256 is checked."""
+    folder = run_folder(path)
+    manager = ocp.CheckpointManager(folder.absolute(), item_names=("state", "meta"))
+    steps = sorted(manager.all_steps())
+    if not steps or (step is not None and step not in steps):
+        raise NoCheckpointError(f"{folder}: no checkpoint of step {step}; it has steps {steps}"
+                                if step is not None else f"{folder}: no checkpoints saved yet")
+    step = steps[-1] if step is None else step
+    got = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                        meta=ocp.args.JsonRestore()))
+    tree, meta = jax.device_get(got.state), dict(got.meta)
+    if meta.get("sha256") != _digest(tree):
+        raise NoCheckpointError(f"{folder / str(step)}: its contents do not match the sha256 recorded with it")
+    return step, tree["state"]["params"], artifacts.read_json(folder / CONFIG)
 
 
 def fingerprint(config: Any, data_files: list[Path]) -> str:
@@ -57,14 +100,17 @@ def code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
     return h.hexdigest()
 
 
-def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int) -> "Checkpoints":
+def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int,
+            saved: dict[str, Any] | None = None) -> "Checkpoints":
     """The checkpoints of one training run: ``root/run/<fingerprint>``, where the
     fingerprint covers ``config``, every file under ``data_dir`` and the code
     (:func:`code_digest`). DVC reruns a train stage whose params and data are unchanged
     only when its code changed (or with ``-f``): resuming a checkpoint that other code
-    wrote would hand back the old model, so such a run starts afresh."""
+    wrote would hand back the old model, so such a run starts afresh. ``saved`` (the
+    finished model's config) is written beside the checkpoints as ``config.json``."""
     files = [f for f in Path(data_dir).rglob("*") if f.is_file()]
-    return Checkpoints(Path(root) / run / fingerprint({"run": config, "code": code_digest()}, files), every)
+    return Checkpoints(Path(root) / run / fingerprint({"run": config, "code": code_digest()}, files), every,
+                       saved=saved)
 
 
 def _digest(tree: Any) -> str:
@@ -88,13 +134,15 @@ class Checkpoints(Hook):
 
     saves_on_stop = True
 
-    def __init__(self, directory: str | Path, every: int, keep: int = 2):
+    def __init__(self, directory: str | Path, every: int, keep: int = 2, saved: dict[str, Any] | None = None):
         self.directory = Path(directory).absolute()
-        self.every = every
+        self.every, self.saved = every, saved
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def begin(self, run: Run, desc: str) -> None:
+        if self.saved is not None:
+            artifacts.write_json(self.directory / CONFIG, self.saved)
         if (restored := self.restore(run.tree())) is not None:
             run.load(*restored)
             tqdm.write(f"{desc}: resuming at step {run.step} from {self.directory}")
