@@ -133,7 +133,7 @@ class CoindeskApi:
 
 @dataclass(frozen=True)
 class PriceSource(Source):
-    format: Literal["bpi-json", "coindesk-csv", "coindesk-api"]
+    format: Literal["bpi-json", "bpi-json-ecb", "coindesk-csv", "coindesk-api"]
     api: CoindeskApi
 
 
@@ -324,12 +324,20 @@ class ForecastPaths:
 @dataclass(frozen=True)
 class ForecastData:
     currency: str
+    first_day: dt.date | None  # days before it are dropped (None: the source's whole history)
     gap_policy: Literal["error", "ffill", "linear"]
     features: tuple[str, ...]  # close | open | high | low | close_<CUR> (checked against the source)
+    targets: PosInt  # the first this many features are forecast (output series)
     input_len: PosInt
     output_len: PosInt
     stride: PosInt
     test_fraction: Fraction
+
+    def cross_check(self, section: str) -> str | None:
+        if self.targets > len(self.features):
+            return (f"'{section}.targets' is {self.targets}, but '{section}.features' lists only "
+                    f"{len(self.features)}: the forecast series are the first 'targets' features")
+        return None
 
 
 @dataclass(frozen=True)
@@ -355,7 +363,10 @@ class ForecastTrain:
     rmsprop_decay: Fraction
     momentum: Rate
     clip_norm: PosFloat
+    loss: Literal["mae", "mse"]
     weight_decay: NonNegFloat
+    decay: Literal["all", "weights"]  # what weight_decay applies to: every parameter, or not the biases
+    heldout_loss: bool  # log the loss on the held-out (test) windows at every row
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)

@@ -49,7 +49,7 @@ def forecast_setup(cell):
     model = Forecaster(cell, hidden=8, layers=2, dropout=0.0, output_len=5)
     rng = np.random.default_rng(0)
     batch = {"inputs": jnp.asarray(rng.normal(size=(6, 9, 2)), jnp.float32),
-             "targets": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)}
+             "targets": jnp.asarray(rng.normal(size=(6, 5, 1)), jnp.float32)}
     state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-2, 1.0),
                                batch["inputs"])
     return model, state, batch
@@ -162,7 +162,7 @@ def test_charlm_carry_continues_across_windows(cell):
 def test_untrained_forecaster_is_close_to_the_naive_baseline():
     model, state, batch = forecast_setup("gru")
     pred = model.apply({"params": state.params}, batch["inputs"])
-    naive = np.repeat(batch["inputs"][:, -1:, 0], 5, axis=1)
+    naive = np.repeat(batch["inputs"][:, -1:, :1], 5, axis=1)
     np.testing.assert_allclose(pred, naive, atol=0.02)
     assert not np.array_equal(np.asarray(pred), naive)
 

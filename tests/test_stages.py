@@ -229,7 +229,7 @@ def test_model_directory_is_self_describing(workdir):
     fresh = model.init(jax.random.key(0), inputs)["params"]
     assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(params)
     assert [np.shape(x) for x in jax.tree_util.tree_leaves(fresh)] == [np.shape(x) for x in jax.tree_util.tree_leaves(params)]
-    assert model.apply({"params": params}, inputs).shape == (2, config["model"]["output_len"])
+    assert model.apply({"params": params}, inputs).shape == (2, config["model"]["output_len"], 1)
 
 
 def test_model_bytes_are_a_function_of_the_params(tmp_path):

@@ -54,13 +54,26 @@ def test_gather_and_normalize_round_trip():
     series = np.stack([np.arange(100, dtype=np.float32) ** 1.5, np.ones(100, np.float32)], axis=1)
     starts = np.array([0, 10, 50])
     x, y = windows.gather(series, starts, 5, 3)
-    assert x.shape == (3, 5, 2) and y.shape == (3, 3)
-    np.testing.assert_array_equal(y[1], series[15:18, 0])
+    assert x.shape == (3, 5, 2) and y.shape == (3, 3, 1)
+    np.testing.assert_array_equal(y[1, :, 0], series[15:18, 0])
     xn, yn, mean, std = windows.normalize(x, y)
     np.testing.assert_allclose(xn[..., 0].mean(axis=1), 0.0, atol=1e-5)
     np.testing.assert_allclose(xn[..., 0].std(axis=1), 1.0, atol=1e-3)
     np.testing.assert_allclose(windows.denormalize(yn, mean, std), y, rtol=1e-5)
     assert np.all(np.isfinite(xn))  # a constant feature does not divide by zero
+
+
+def test_several_target_series_are_scaled_by_their_own_statistics():
+    series = np.stack([np.arange(100, dtype=np.float32) ** 1.5, 0.9 * np.arange(100, dtype=np.float32) + 7,
+                       np.ones(100, np.float32)], axis=1)
+    x, y = windows.gather(series, np.array([0, 30]), 6, 4, targets=2)
+    assert y.shape == (2, 4, 2)
+    np.testing.assert_array_equal(y[1, :, 1], series[36:40, 1])
+    xn, yn, mean, std = windows.normalize(x, y)
+    np.testing.assert_allclose(yn[..., 1], (y[..., 1] - x[:, :, 1].mean(1)[:, None]) / (x[:, :, 1].std(1)[:, None] + 1e-6),
+                               rtol=1e-5)
+    np.testing.assert_allclose(windows.denormalize(yn, mean, std), y, rtol=1e-5)
+    np.testing.assert_array_equal(windows.naive_forecast(x, 4, feature=1)[1], np.full(4, series[35, 1]))
 
 
 def test_naive_forecast_repeats_the_last_input():

@@ -49,11 +49,14 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     series, dates, n = data["series"], data["dates"], loaded.input_len
     if len(series) < n:
         raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
-    pred = forecasting.predict(loaded, series[-n:][None])[0]
+    every = forecasting.predict(loaded, series[-n:][None])[0]
+    pred = every[:, 0]  # the first forecast series; the others go to the JSON as "also"
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
               "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2)}
+    if loaded.outputs > 1:
+        result["also"] = {loaded.features[j]: [round(float(v), 2) for v in every[:, j]] for j in range(1, loaded.outputs)}
     return result, (dates, series[:, 0], future, pred)
 
 

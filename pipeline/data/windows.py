@@ -52,44 +52,48 @@ def chronological_split(
     return Split(train=train, test=test, cut=cut)
 
 
-def gather(series: np.ndarray, starts: np.ndarray, input_len: int, output_len: int):
+def gather(series: np.ndarray, starts: np.ndarray, input_len: int, output_len: int, targets: int = 1):
     """Cut windows out of a series.
 
     Args:
-        series: <float32>[days, features]; feature 0 is the forecast target.
+        series: <float32>[days, features]; the first ``targets`` features are forecast.
         starts: <int64>[n] window start days.
 
     Returns:
         ``inputs`` <float32>[n, input_len, features] and
-        ``targets`` <float32>[n, output_len] (feature 0 of the following days).
+        ``targets`` <float32>[n, output_len, targets] (those features on the following days).
     """
     idx_in = starts[:, None] + np.arange(input_len)[None, :]
     idx_out = starts[:, None] + input_len + np.arange(output_len)[None, :]
-    return series[idx_in], series[idx_out, 0]
+    return series[idx_in], series[idx_out, :targets]
 
 
 def normalize(inputs: np.ndarray, targets: np.ndarray | None = None):
     """Scale each window by its own input mean and std, per feature.
 
     Returns ``(inputs_n, targets_n, mean, std)`` with ``mean``/``std`` <float32>[n, features];
-    targets are scaled with feature 0's statistics. ``targets_n`` is None when no
-    targets were given (forecasting the future).
+    targets <f32>[n, horizon, k] are scaled with the statistics of the first k features.
+    ``targets_n`` is None when no targets were given (forecasting the future).
     """
     mean = inputs.mean(axis=1)
     std = inputs.std(axis=1) + EPS
     inputs_n = (inputs - mean[:, None, :]) / std[:, None, :]
-    targets_n = None if targets is None else (targets - mean[:, :1]) / std[:, :1]
+    targets_n = None
+    if targets is not None:
+        k = targets.shape[-1]
+        targets_n = (targets - mean[:, None, :k]) / std[:, None, :k]
     return inputs_n.astype(np.float32), targets_n, mean, std
 
 
 def denormalize(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Undo :func:`normalize` for forecasts <float32>[n, horizon] of feature 0."""
-    return values * std[:, :1] + mean[:, :1]
+    """Undo :func:`normalize` for forecasts <float32>[n, horizon, k] of the first k features."""
+    k = values.shape[-1]
+    return values * std[:, None, :k] + mean[:, None, :k]
 
 
-def naive_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
-    """The last observed value of feature 0, repeated over the horizon."""
-    return np.repeat(inputs[:, -1:, 0], output_len, axis=1)
+def naive_forecast(inputs: np.ndarray, output_len: int, feature: int = 0) -> np.ndarray:
+    """The last observed value of a feature, repeated over the horizon: <f>[n, output_len]."""
+    return np.repeat(inputs[:, -1:, feature], output_len, axis=1)
 
 
 def drift_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
@@ -99,6 +103,6 @@ def drift_forecast(inputs: np.ndarray, output_len: int) -> np.ndarray:
     return last[:, None] + slope[:, None] * np.arange(1, output_len + 1)[None, :]
 
 
-def naive_scale(inputs: np.ndarray) -> np.ndarray:
+def naive_scale(inputs: np.ndarray, feature: int = 0) -> np.ndarray:
     """Each window's in-sample one-step naive error, mean |x_t - x_{t-1}| <float>[n] (MASE's scale)."""
-    return np.mean(np.abs(np.diff(inputs[:, :, 0], axis=1)), axis=1)
+    return np.mean(np.abs(np.diff(inputs[:, :, feature], axis=1)), axis=1)

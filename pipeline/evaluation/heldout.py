@@ -40,10 +40,11 @@ def stream_loss(eval_step, params, ids: np.ndarray, model, batch: int, seq_len: 
 def scores(eval_step, params, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
     """Exact token averages over batches of unequal padding: the mean ``loss`` (nats per
     target token), its ``perplexity`` (``exp(loss)``, as tensorflow/nmt reports it) and the
-    teacher-forced token ``accuracy`` (the Keras seq2seq tutorials' metric)."""
+    teacher-forced token ``accuracy`` (the Keras seq2seq tutorials' metric) when the loss
+    counts ``correct`` tokens. (For a forecaster's errors only ``loss`` means anything.)"""
     total, count, correct = 0.0, 0.0, 0.0
     for batch in batches:
         _, stats = eval_step(params, batch, None)
-        total, count, correct = total + stats["sum"], count + stats["count"], correct + stats["correct"]
+        total, count, correct = total + stats["sum"], count + stats["count"], correct + stats.get("correct", 0.0)
     loss = float(total) / float(count)
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "accuracy": float(correct) / float(count)}

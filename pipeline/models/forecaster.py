@@ -4,7 +4,7 @@ An encoder reads the normalised input window; its final state seeds a decoder th
 unrolls ``output_len`` steps. The decoder's input at step t is only the horizon
 position t / output_len (a clock), not its previous prediction, so its recurrence runs
 as one scan with the input projection hoisted and no exposure bias from feeding back
-its own errors. Feature 0 is the forecast series.
+its own errors. The first ``outputs`` features are the forecast series.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pipeline.models.rnn import Cell, Kernel, Precision, StackedRNN
 
 
 class Forecaster(nn.Module):
-    """``inputs`` <f32>[batch, input_len, features] -> <f32>[batch, output_len]."""
+    """``inputs`` <f32>[batch, input_len, features] -> <f32>[batch, output_len, outputs]."""
 
     cell: Cell
     hidden: int
@@ -25,6 +25,7 @@ class Forecaster(nn.Module):
     output_len: int
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
     kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
+    outputs: int = 1  # the first this many input features are forecast
 
     @nn.compact
     def __call__(self, inputs, train: bool = False):
@@ -41,5 +42,5 @@ class Forecaster(nn.Module):
         # every departure from it. Not exactly zero: that would block every gradient to
         # the recurrent layers on the first step.
         small = nn.initializers.normal(stddev=1e-3)
-        delta = nn.Dense(1, kernel_init=small, name="project")(h)[..., 0]
-        return inputs[:, -1:, 0] + delta
+        delta = nn.Dense(self.outputs, kernel_init=small, name="project")(h)
+        return inputs[:, -1:, : self.outputs] + delta

@@ -64,7 +64,7 @@ def score(params: Params, model_dir: str | Path) -> dict:
     p = params.forecast
     loaded = forecasting.load(model_dir)
     forecasting.check(loaded, "params.yaml", features=p.data.features, input_len=p.data.input_len,
-                      output_len=p.data.output_len)
+                      output_len=p.data.output_len, outputs=p.data.targets)
     data = artifacts.read_npz(Path(p.paths.prepared) / "windows.npz")
     starts = data["test_starts"][-p.serve.recent_windows:]
     scored = forecasting.on_windows(loaded, data["series"], starts)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import artifacts
+from pipeline.data import windows
 from pipeline.evaluation import baselines, plots, provenance
 from pipeline.inference import forecasting
 from pipeline.params import Params
@@ -21,11 +22,11 @@ def run(params: Params, cell: str) -> None:
     p = params.forecast
     loaded = forecasting.load(Path(p.paths.models) / cell)
     forecasting.check(loaded, "params.yaml", features=p.data.features, input_len=p.data.input_len,
-                      output_len=p.data.output_len)
+                      output_len=p.data.output_len, outputs=p.data.targets)
     data = artifacts.read_npz(Path(p.paths.prepared) / "windows.npz")
     starts = data["test_starts"]
     scored = forecasting.on_windows(loaded, data["series"], starts)
-    pred = scored.pred
+    pred = scored.pred[..., 0]
     stored = baselines.load(p.paths.baselines, starts)
 
     scores: dict[str, float | int] = {"test_windows": int(len(starts))}
@@ -37,6 +38,11 @@ def run(params: Params, cell: str) -> None:
     scores["mae_vs_naive"] = round(float(model_err["mae"] / scores["naive_mae"]), 4)
     best = min(stored, key=lambda name: scores[f"{name}_mae"])
     scores["mae_vs_best_baseline"] = round(float(model_err["mae"] / scores[f"{best}_mae"]), 4)
+    for j, name in enumerate(p.data.features[1:p.data.targets], start=1):  # the other forecast series
+        naive_j = windows.naive_forecast(scored.inputs, p.data.output_len, j)
+        scores.update({f"{name}_{k}": round(float(v), 4) for k, v in forecasting.errors(scored, series=j).items()})
+        scores.update({f"{name}_naive_{k}": round(float(v), 4)
+                       for k, v in forecasting.errors(scored, naive_j, series=j).items()})
 
     by_h = {"model": forecasting.errors(scored, axis=0)}
     by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.items()})

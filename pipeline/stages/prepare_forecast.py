@@ -10,6 +10,7 @@ import numpy as np
 from pipeline import artifacts
 from pipeline.data import prices, windows
 from pipeline.params import Params, ParamsError
+from pipeline.sources import ecb
 from pipeline.sources.coindesk import parse_bpi_close, parse_csv_export
 from pipeline.sources.plaintext import read_corpus
 
@@ -59,12 +60,29 @@ def read_series(params: Params) -> tuple[list[dt.date], dict[str, np.ndarray]]:
         return [r["date"] for r in rows], {c: np.array([r[c] for r in rows], np.float32)
                                            for c in ("close", "open", "high", "low")}
     pairs = parse_bpi_close(text, str(raw))
-    return [d for d, _ in pairs], {"close": np.array([c for _, c in pairs], np.float32)}
+    days, close = [d for d, _ in pairs], np.array([c for _, c in pairs], np.float32)
+    columns = {"close": close}
+    if source.format == "bpi-json-ecb":  # close_<CUR>: the USD close at the ECB rate of the day
+        for name in params.forecast.data.features:
+            if name.startswith("close_"):
+                columns[name] = ecb.convert(days, close, name[len("close_"):], str(raw))
+    return days, columns
+
+
+def from_first_day(days: list[dt.date], columns: dict[str, np.ndarray], first_day: dt.date | None, where: str):
+    """The days from ``first_day`` on (all of them when it is None)."""
+    if first_day is None:
+        return days, columns
+    keep = np.array([day >= first_day for day in days], bool)
+    if not keep.any():
+        raise ParamsError(f"params.yaml: 'forecast.data.first_day' is {first_day}, after the last day "
+                          f"({days[-1]}) of {where}")
+    return [day for day, k in zip(days, keep) if k], {name: col[keep] for name, col in columns.items()}
 
 
 def run(params: Params, variant: str | None = None) -> None:
     d = params.forecast.data
-    known, columns = read_series(params)
+    known, columns = from_first_day(*read_series(params), d.first_day, params.sources.forecast.raw)
     days, columns = prices.fill_gaps(known, columns, d.gap_policy, params.sources.forecast.raw)
     dates = np.array([day.isoformat() for day in days])
     unknown = [f for f in d.features if f not in columns]
@@ -90,6 +108,8 @@ def run(params: Params, variant: str | None = None) -> None:
         "test_from": dates[split.cut], "train_windows": len(split.train),
         "test_windows": len(split.test), "filled_days": len(days) - len(known),
         "gap_policy": d.gap_policy,
+        **({"ecb_rates": [day.isoformat() for day in ecb.history()]}
+           if params.sources.forecast.format == "bpi-json-ecb" else {}),
     })
     print(f"prepare_forecast: {len(series)} days {dates[0]}..{dates[-1]}; "
           f"{len(split.train)} train / {len(split.test)} test windows (test from {dates[split.cut]})")

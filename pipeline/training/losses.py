@@ -83,17 +83,22 @@ def charlm_loss(model) -> LossFn:
     return loss_fn
 
 
-def forecast_loss(model) -> LossFn:
-    """Mean absolute error in each window's normalised units.
+def forecast_loss(model, loss: str = "mae") -> LossFn:
+    """Mean absolute (``mae``) or squared (``mse``) error in each window's normalised units,
+    over every horizon and output series.
 
     Per-window scaling makes targets heavy-tailed (a flat input window followed by a
     jump gives |target| in the hundreds); squared error lets those few windows dominate
     training, absolute error does not, and it is the metric the forecaster is judged by.
+    ``mse`` is the seed notebook's L2 loss.
     """
+    if loss not in ("mae", "mse"):
+        raise ValueError(f"unknown forecast loss {loss!r}")
 
     def loss_fn(params, batch, carry, key, train):
         pred = model.apply({"params": params}, batch["inputs"], train=train, rngs={"dropout": key})
-        err = jnp.abs(pred - batch["targets"])
+        diff = pred - batch["targets"]
+        err = jnp.abs(diff) if loss == "mae" else jnp.square(diff)
         stats = {"sum": jnp.sum(err), "count": jnp.asarray(err.size, jnp.float32)}
         return stats["sum"] / stats["count"], (carry, stats)
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import jax
 import optax
+
+BIASES = ("bias", "bi", "bh", "out_bias")  # flax Dense biases; pipeline.models.rnn's gate biases
+
+
+def weights_only(params):
+    """A mask of ``params``: True for weights, False for biases (by parameter name), so
+    L2 regularisation leaves the biases alone, as the seed notebook's did."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) not in BIASES, params)
 
 
 def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0) -> optax.Schedule:
@@ -29,13 +38,16 @@ def make_optimizer(
     optimizer: str = "adam",
     rmsprop_decay: float = 0.9,
     momentum: float = 0.0,
+    decay: str = "all",
 ):
     """Global-norm clipping, then Adam, plain SGD or RMSProp, at a constant rate or a
-    schedule (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient.
+    schedule (:func:`make_schedule`). ``weight_decay`` adds an L2 term to the gradient:
+    of every parameter (``decay="all"``) or of the weights alone (``"weights"``, see
+    :func:`weights_only`).
     """
     parts = [optax.clip_by_global_norm(clip_norm)]
     if weight_decay > 0:
-        parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.add_decayed_weights(weight_decay, mask=weights_only if decay == "weights" else None))
     if optimizer == "adam":
         parts.append(optax.adam(learning_rate))
     elif optimizer == "sgd":
