@@ -92,3 +92,18 @@ def make_repo(repo: Path, params: dict, extra: tuple[str, ...] = ()) -> Path:
 def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
+
+
+IWSLT = ROOT.parent / "shared/data/translation/iwslt15-en-vi"  # dev/test and vocabularies, no train
+
+
+def iwslt_folder(where: Path) -> Path:
+    """An iwslt-format folder of the real IWSLT'15 files in ../shared, with tst2012
+    standing in for the train set that ../shared does not hold."""
+    folder = where / "iwslt"
+    folder.mkdir()
+    for lang in ("en", "vi"):
+        shutil.copy(IWSLT / f"tst2012.{lang}", folder / f"train.{lang}")
+        for name in (f"tst2012.{lang}", f"tst2013.{lang}", f"vocab.{lang}"):
+            shutil.copy(IWSLT / name, folder / name)
+    return folder

@@ -21,9 +21,9 @@ from pipeline.sources import tatoeba
 from pipeline.stages import evaluate_nmt, prepare_nmt, train_nmt
 from pipeline.training.losses import masked_xent, nmt_loss
 
-from .conftest import FIXTURES, ROOT, merge
+from .conftest import FIXTURES, merge
+from .helpers import IWSLT, iwslt_folder
 
-IWSLT = ROOT.parent / "shared/data/translation/iwslt15-en-vi"
 PAIRS = FIXTURES / "fra-eng-excerpt.txt"
 
 
@@ -106,13 +106,7 @@ def iwslt_params(tiny_params_dict, tmp_path, **nmt) -> P.Params:
     """tensorflow/nmt's setting on the real tst2012/tst2013 files: vi -> en, vocab.vi and
     vocab.en as they are, and every dev and test sentence (tst2012 stands in for train,
     which ../shared does not hold)."""
-    folder = tmp_path / "iwslt"
-    folder.mkdir()
-    for lang in ("en", "vi"):
-        shutil.copy(IWSLT / f"tst2012.{lang}", folder / f"train.{lang}")
-        for name in (f"tst2012.{lang}", f"tst2013.{lang}", f"vocab.{lang}"):
-            shutil.copy(IWSLT / name, folder / name)
-    source = {"url": "x", "sha256": None, "raw": str(folder), "format": "iwslt", "langs": ["en", "vi"]}
+    source = {"url": "x", "sha256": None, "raw": str(iwslt_folder(tmp_path)), "format": "iwslt", "langs": ["en", "vi"]}
     data = {"source": "vi", "target": "en", "level": "space", "vocab": "corpus", "filter": "train",
             "max_len": 50, "buckets": [20, 51], "max_pairs": 200000, "valid_size": 5000, "test_size": 5000}
     return P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}, "nmt": {**nmt, "data": {**data, **nmt.get("data", {})}}}))

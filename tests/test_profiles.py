@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 
 import pytest
+import yaml
 
 from pipeline import params as params_module
 from pipeline.commands import profile
 from pipeline.params import ParamsError
 
-from .conftest import ROOT
-from .helpers import run_cli
+from .conftest import ROOT, merge
+from .helpers import IWSLT, iwslt_folder, run_cli
 
 SHIPPED = profile.available(ROOT / "profiles")
 
@@ -22,8 +24,13 @@ def copy_params(tmp_path):
     return path
 
 
+# The tutorial systems rnnpipe grew out of, one profile each (issue 18)
+RECIPES = ["keras-char-seq2seq", "keras-word-seq2seq", "char-rnn-anna", "tflearn-shakespeare",
+           "tf-nmt-iwslt-vien", "tf-nmt-iwslt-vien-attention", "tf-nmt-iwslt-envi", "btc-gru-seq2seq"]
+
+
 def test_the_shipped_profiles_exist():
-    assert {"remote", "iwslt", "anna", "anna-full"} <= set(SHIPPED)
+    assert {"remote", "anna", "anna-full", "tflearn-shakespeare-full", *RECIPES} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("names", [[n] for n in SHIPPED] + [SHIPPED])
@@ -77,3 +84,54 @@ def test_profile_command_dry_run_and_apply(tmp_path):
     assert out.returncode == 0 and params_module.load(path).sources.charlm.url == "gutenberg:1399"
     out = run_cli("profile", "nope", "--params", str(path))
     assert out.returncode == 2 and "no such profile" in out.stderr and "Traceback" not in out.stderr
+
+
+# Each recipe's own settings, at sizes that run in seconds: the options it sets (one-hot
+# inputs, RMSprop, the direction, the corpus vocabulary, several series...) stay.
+SHRINK = {
+    "nmt": {"data": {"max_pairs": 1000, "valid_size": 20, "test_size": 30},
+            "model": {"embed": 8, "hidden": 16},
+            "train": {"steps": 4, "batch_size": 8, "log_every": 2},
+            "decode": {"batch_size": 16, "beam_size": 2}},
+    "charlm": {"model": {"hidden": 16},
+               "train": {"steps": 4, "batch_size": 4, "seq_len": 8, "log_every": 2, "checkpoint_every": 2},
+               "sample": {"length": 20, "every": 2}},
+    "forecast": {"data": {"stride": 20}, "model": {"hidden": 4},
+                 "train": {"steps": 4, "batch_size": 8, "log_every": 2}},
+}
+
+
+def recipe_params(tmp_path, names):
+    """params.yaml with the profiles applied by the real command, then shrunk; the
+    IWSLT source is a local folder of the real dev/test files (tst2012 as train)."""
+    path = copy_params(tmp_path)
+    profile.apply(names, path, ROOT / "profiles")
+    raw = yaml.safe_load(path.read_text())
+    if raw["sources"]["nmt"]["format"] == "iwslt":
+        raw["sources"]["nmt"].update(url=str(iwslt_folder(tmp_path)), sha256=None)
+    return params_module.from_dict(merge(raw, SHRINK))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IWSLT.is_dir(), reason="needs ../shared/data (the IWSLT'15 dev and test files)")
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, recipe):
+    names = ["tf-nmt-iwslt-vien", recipe] if recipe == "tf-nmt-iwslt-vien-attention" else [recipe]
+    params = recipe_params(tmp_path, names)
+    overlay = {k for name in names for k in profile.load_overlay(name, ROOT / "profiles")}
+    sources = {k for name in names for k in profile.load_overlay(name, ROOT / "profiles").get("sources", {})}
+    workloads = [w for w in ("nmt", "charlm", "forecast") if w in overlay or w in sources]
+    assert workloads, recipe
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/embedded").symlink_to(ROOT / "data/embedded")
+    monkeypatch.chdir(tmp_path)
+    run = lambda stage, variant=None: importlib.import_module(f"pipeline.stages.{stage}").run(params, variant)  # noqa: E731
+    for workload in workloads:
+        run("download", workload)
+        run(f"prepare_{workload}")
+        if workload == "forecast":
+            run("baseline_forecast")
+        for cell in getattr(params, workload).model.cells:
+            run(f"train_{workload}", cell)
+            run(f"evaluate_{workload}", cell)
+            assert (tmp_path / "metrics" / f"{workload}-{cell}.json").is_file()
