@@ -94,16 +94,33 @@ def run_cli(*args, cwd=ROOT):
                           capture_output=True, text=True, timeout=120)
 
 
-IWSLT = ROOT.parent / "shared/data/translation/iwslt15-en-vi"  # dev/test and vocabularies, no train
+def _shared_data() -> Path:
+    """``../shared/data`` beside the checkout (or inside it, or $RNNPIPE_SHARED_DATA)."""
+    for candidate in (os.environ.get("RNNPIPE_SHARED_DATA"), ROOT.parent / "shared/data", ROOT / "shared/data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return ROOT.parent / "shared/data"
+
+
+IWSLT = _shared_data() / "translation/iwslt15-en-vi"  # dev/test and vocabularies, no train
+FIXTURES = ROOT / "tests/fixtures"
 
 
 def iwslt_folder(where: Path) -> Path:
-    """An iwslt-format folder of the real IWSLT'15 files in ../shared, with tst2012
-    standing in for the train set that ../shared does not hold."""
+    """An iwslt-format folder: the real IWSLT'15 files from ../shared, with tst2012
+    standing in for the train set that ../shared does not hold; without ../shared, the
+    heads of those files kept under tests/fixtures."""
     folder = where / "iwslt"
     folder.mkdir()
     for lang in ("en", "vi"):
-        shutil.copy(IWSLT / f"tst2012.{lang}", folder / f"train.{lang}")
-        for name in (f"tst2012.{lang}", f"tst2013.{lang}", f"vocab.{lang}"):
-            shutil.copy(IWSLT / name, folder / name)
+        if IWSLT.is_dir():
+            files = {f"train.{lang}": IWSLT / f"tst2012.{lang}",
+                     **{name: IWSLT / name for name in (f"tst2012.{lang}", f"tst2013.{lang}", f"vocab.{lang}")}}
+        else:
+            files = {f"train.{lang}": FIXTURES / f"iwslt-tst2012-head.{lang}",
+                     f"tst2012.{lang}": FIXTURES / f"iwslt-tst2012-head.{lang}",
+                     f"tst2013.{lang}": FIXTURES / f"iwslt-tst2013-head.{lang}",
+                     f"vocab.{lang}": FIXTURES / f"iwslt-vocab-head.{lang}"}
+        for name, path in files.items():
+            shutil.copy(path, folder / name)
     return folder

@@ -13,7 +13,7 @@ from pipeline.commands import profile
 from pipeline.params import ParamsError
 
 from .conftest import ROOT, merge
-from .helpers import IWSLT, iwslt_folder, run_cli
+from .helpers import iwslt_folder, run_cli
 
 SHIPPED = profile.available(ROOT / "profiles")
 
@@ -103,7 +103,8 @@ SHRINK = {
 
 def recipe_params(tmp_path, names):
     """params.yaml with the profiles applied by the real command, then shrunk; the
-    IWSLT source is a local folder of the real dev/test files (tst2012 as train)."""
+    IWSLT source is a local folder of the real dev/test files (tst2012 as train), or of
+    their heads under tests/fixtures where ../shared is absent."""
     path = copy_params(tmp_path)
     profile.apply(names, path, ROOT / "profiles")
     raw = yaml.safe_load(path.read_text())
@@ -113,7 +114,6 @@ def recipe_params(tmp_path, names):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not IWSLT.is_dir(), reason="needs ../shared/data (the IWSLT'15 dev and test files)")
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, recipe):
     names = ["tf-nmt-iwslt-vien", recipe] if recipe == "tf-nmt-iwslt-vien-attention" else [recipe]
