@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -55,8 +56,34 @@ def test_text_samples_resume_without_samples_from_the_future(tmp_path):
     for step in (3, 6, 9):
         (tmp_path / file_name(step, "t1")).write_text("old\n")
     (tmp_path / "notes.txt").write_text("kept\n")
-    hook.begin(types.SimpleNamespace(step=6), "train")  # a run restored at step 6
+    hook.begin(types.SimpleNamespace(step=6, extras={}), "train")  # a run restored at step 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", file_name(3, "t1"), file_name(6, "t1")]
+    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None), extras={})
     for step in (7, 8, 9):
-        hook.after_step(types.SimpleNamespace(step=step, state=types.SimpleNamespace(params=None)), False)
+        run.step = step
+        hook.record(run)
     assert drawn == [9] and (tmp_path / file_name(9, "t1")).read_text() == "text 9\n"
+    assert run.extras == {hook.key: {file_name(9, "t1"): "text 9\n"}}
+
+
+def test_text_samples_come_back_from_the_checkpoint_when_dvc_removed_the_folder(tmp_path):
+    """DVC deletes a stage's outputs before it runs it: a resumed run writes the samples
+    its checkpoint kept (``run.extras``) again, and none from later steps."""
+    import shutil
+    import types
+
+    from pipeline.training.samples import TextSamples, file_name
+
+    folder = tmp_path / "samples"
+    hook = TextSamples(folder, 2, lambda params, step: {"t1": f"text {step}", "t0.5": f"cold {step}"})
+    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None), extras={})
+    hook.begin(run, "train")
+    for step in range(1, 5):
+        run.step = step
+        hook.record(run)
+    written = {p.name: p.read_text() for p in folder.iterdir()}
+    assert sorted(written) == sorted(file_name(s, t) for s in (2, 4) for t in ("t1", "t0.5"))
+    kept = json.loads(json.dumps(run.extras))  # as the checkpoint's JSON meta holds it
+    shutil.rmtree(folder)
+    TextSamples(folder, 2, lambda params, step: {}).begin(types.SimpleNamespace(step=4, extras=kept), "train")
+    assert {p.name: p.read_text() for p in folder.iterdir()} == written

@@ -155,11 +155,13 @@ def test_the_fingerprint_separates_configs_and_data(tmp_path):
 @pytest.mark.e2e
 def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_params_dict):
     """The real stage in a real process: SIGTERM (clean stop), then SIGKILL (no chance to
-    save), then a re-run that finishes; the model and the training curves (dvclive) equal
+    save), then ``dvc repro``, which deletes the stage's outputs and reruns it to the end;
+    the model, the training curves (dvclive) and the samples drawn during training equal
     a run from scratch byte for byte, throughput aside."""
     params = merge(real_params_dict, tiny_overrides(root=tmp_path))
     params["charlm"]["model"]["cells"] = ["lstm"]
     params["charlm"]["train"].update(steps=1500, log_every=100, checkpoint_every=25)
+    params["charlm"]["sample"].update(every=20, length=10)
     repo = make_repo(tmp_path / "repo", params)
     dvc(repo, "repro", "prepare_charlm")
     cmd = [sys.executable, "-m", "pipeline", "train_charlm", "lstm"]
@@ -189,18 +191,22 @@ def test_a_killed_training_process_resumes_to_the_same_model(tmp_path, real_para
     assert killed.returncode == -signal.SIGKILL
     assert f"resuming at step {last}" in killed.stdout and "skipping" not in killed.stdout
     assert max(steps_saved()) < 1500  # really killed mid-run
-    resumed = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at step" in resumed.stdout
+    samples = repo / "dvclive/charlm-lstm/samples"
+    assert max(int(p.name[5:11]) for p in samples.iterdir()) < 1500  # drawn before the kill
+    resumed = dvc(repo, "repro", "train_charlm@lstm")  # deletes the outputs, samples included
+    assert "resuming at step" in resumed.stdout and "restored from the checkpoint" in resumed.stdout
     curves = "dvclive/charlm-lstm/plots/metrics/"
     outputs = ["models/charlm/lstm/params.msgpack"] + [curves + q for q in (
         "train/loss.tsv", "train/grad_norm.tsv", "train/lr.tsv", "valid/loss.tsv")]
+    outputs += [str(p.relative_to(repo)) for p in sorted(samples.iterdir())]
+    assert len(outputs) == 5 + 2 * 1500 // 20  # every sample, at both temperatures, none lost
     got = {name: (repo / name).read_bytes() for name in outputs}
     speed = (repo / curves / "train/tokens_per_s.tsv").read_text().splitlines()
     assert len(got[curves + "valid/loss.tsv"].splitlines()) == 1 + 15  # every row once: none lost or repeated
     shutil.rmtree(repo / "checkpoints")
     fresh = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    assert sorted(p.name for p in samples.iterdir()) == sorted(Path(n).name for n in outputs[5:])
     for name in outputs:
         assert (repo / name).read_bytes() == got[name], name
     # throughput is wall clock: the same steps, other values

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
@@ -11,11 +13,13 @@ from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 
 
+@functools.lru_cache(maxsize=32)
 def make_sampler(model: CharLM, length: int, temperature: float, top_k: int, top_p: float = 1.0):
     """``sample(params, prime_ids <int32>[batch, p], key) -> ids <int32>[batch, length]``.
 
     The prime is read in one pass; sampling continues from its last character. Every
-    row of a batch draws its own sample (independent noise per row).
+    row of a batch draws its own sample (independent noise per row). Cached, so samples
+    drawn again during training reuse one compilation (Flax modules hash by their fields).
     """
 
     @jax.jit

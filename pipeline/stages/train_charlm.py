@@ -15,11 +15,11 @@ from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.models.store import save_model
 from pipeline.params import Params, model_kwargs
-from pipeline.training import checkpoints, optim, steps
-from pipeline.training.curves import Curves
+from pipeline.training import hooks as training_hooks
+from pipeline.training import optim, steps
 from pipeline.training.loop import FitOptions, Job, fit
-from pipeline.training.samples import TextSamples
 from pipeline.training.losses import charlm_loss
+from pipeline.training.samples import TextSamples
 
 
 def setup(params: Params, cell: str) -> tuple[Job, dict]:
@@ -67,9 +67,7 @@ def sample_hook(params: Params, cell: str, config: dict) -> TextSamples:
 def run(params: Params, cell: str) -> None:
     p = params.charlm
     job, config = setup(params, cell)
-    hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "charlm": p},
-                                 p.paths.prepared, p.train.checkpoint_every, config),
-             Curves(Path(p.paths.live) / f"charlm-{cell}")]
+    hooks = training_hooks.for_stage("charlm", p, cell, job.options.desc, config)
     if p.sample.every:
         hooks.append(sample_hook(params, cell, config))
     state, history = fit(job, hooks)

@@ -13,8 +13,8 @@ from pipeline.evaluation import heldout
 from pipeline.models.forecaster import Forecaster
 from pipeline.models.store import save_model
 from pipeline.params import Params, model_kwargs
-from pipeline.training import checkpoints, optim, steps
-from pipeline.training.curves import Curves
+from pipeline.training import hooks as training_hooks
+from pipeline.training import optim, steps
 from pipeline.training.loop import FitOptions, Job, fit, no_evaluation
 from pipeline.training.losses import forecast_loss
 
@@ -59,9 +59,7 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 def run(params: Params, cell: str) -> None:
     p = params.forecast
     job, config = setup(params, cell)
-    hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "forecast": p},
-                                 p.paths.prepared, p.train.checkpoint_every, config),
-             Curves(Path(p.paths.live) / f"forecast-{cell}")]
+    hooks = training_hooks.for_stage("forecast", p, cell, job.options.desc, config)
     state, history = fit(job, hooks)
     save_model(Path(p.paths.models) / cell, state.params, config)
     print(f"{job.options.desc}: loss {history[-1]['loss']:.4f} (normalised {p.train.loss.upper()})")

@@ -14,8 +14,8 @@ from pipeline.inference import translator
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.models.store import save_model
 from pipeline.params import Params, model_kwargs
-from pipeline.training import checkpoints, optim, steps
-from pipeline.training.curves import Curves
+from pipeline.training import hooks as training_hooks
+from pipeline.training import optim, steps
 from pipeline.training.loop import FitOptions, Job, fit
 from pipeline.training.losses import nmt_loss
 
@@ -63,9 +63,7 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 def run(params: Params, cell: str) -> None:
     p = params.nmt
     job, config = setup(params, cell)
-    hooks = [checkpoints.for_run(p.paths.checkpoints, job.options.desc, {"cell": cell, "nmt": p},
-                                 p.paths.prepared, p.train.checkpoint_every, config),
-             Curves(Path(p.paths.live) / f"nmt-{cell}")]
+    hooks = training_hooks.for_stage("nmt", p, cell, job.options.desc, config)
     state, history = fit(job, hooks)
     save_model(Path(p.paths.models) / cell, state.params, config)
     best = max(history, key=lambda r: r["valid_bleu"])

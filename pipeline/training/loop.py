@@ -78,7 +78,9 @@ class Hook:
     """Called by :func:`fit` around the loop; each method does nothing unless overridden.
 
     ``begin`` runs before the first step and may restore the run
-    (:meth:`Run.load`); ``after_row`` sees every history row; ``after_step`` runs after
+    (:meth:`Run.load`); ``after_row`` sees every history row; ``record`` runs after
+    every step, for every hook before any ``after_step``, and may keep JSON values in
+    ``run.extras``, which the step's checkpoint then holds; ``after_step`` runs after
     every step, with ``stopping`` true when a signal asked the run to stop. A hook with
     ``saves_on_stop`` makes the loop catch SIGTERM/SIGINT and stop after the step.
     """
@@ -89,6 +91,9 @@ class Hook:
         pass
 
     def after_row(self, row: dict[str, float]) -> None:
+        pass
+
+    def record(self, run: "Run") -> None:
         pass
 
     def after_step(self, run: "Run", stopping: bool) -> None:
@@ -143,6 +148,8 @@ def fit(job: Job, hooks: Sequence[Hook] = (), devices: list | None = None) -> tu
                 run.since = time.perf_counter()  # evaluation and logging are not training time
             run.done = run.done or step == o.steps
             for hook in hooks:
+                hook.record(run)
+            for hook in hooks:
                 hook.after_step(run, bool(stop))
             if stop:
                 saved = "; ".join(f"the checkpoint in {h.directory} holds it" for h in hooks if h.saves_on_stop)
@@ -178,6 +185,7 @@ class Run:
         self.sums = _zero_sums()
         self.since = 0.0  # perf_counter when this row's training time began
         self.history: list[dict[str, float]] = []
+        self.extras: dict[str, Any] = {}  # what hooks keep across a resume (Hook.record)
         self.best, self.best_params = -float("inf"), None
 
     def accumulate(self, out: dict[str, jax.Array]) -> None:
@@ -222,10 +230,11 @@ class Run:
 
     def meta(self) -> dict[str, Any]:
         return {"step": self.step, "done": self.done, "stale": self.stale, "history": self.history,
-                "best": None if self.best_params is None else self.best}
+                "extras": self.extras, "best": None if self.best_params is None else self.best}
 
     def load(self, step: int, tree: dict[str, Any], meta: dict[str, Any]) -> None:
         self.step, self.done, self.stale, self.history = step, meta["done"], meta["stale"], meta["history"]
+        self.extras = meta.get("extras", {})  # none in a checkpoint from before extras
         self.state, self.sums = tree["state"], tree["sums"]
         self.carry = tree.get("carry", self.carry)
         if meta["best"] is not None:
