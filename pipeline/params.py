@@ -374,9 +374,9 @@ class ForecastTrain:
 
 @dataclass(frozen=True)
 class ForecastBaselines:
-    methods: tuple[Literal["autoarima", "autoets"], ...]  # beside naive and drift, always computed
+    methods: tuple[Literal["autoarima", "autoets", "autotheta"], ...]  # beside naive and drift, always fitted
     fit_days: Annotated[int, Range(ge=10)]  # days before each forecast origin the statistical models are fitted on
-    workers: PosInt  # processes for the per-window fits (the result does not depend on it)
+    workers: PosInt  # processes for the per-window fits (statsforecast's n_jobs; the result does not depend on it)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,12 @@ def test_forecast_stages(workdir, tiny_params):
     assert by_h["horizon"] == list(range(1, h + 1)) and len(by_h["drift"]["mase"]) == h
     assert len(by_h["model_beats_naive_at"]) == m["horizons_beating_naive"]
     assert by_h["naive"]["mae"][0] < by_h["naive"]["mae"][-1]  # naive error grows with the horizon
+    # the baselines' prediction intervals, scored
+    for b in ("naive", "drift", "autoarima", "autoets"):
+        assert 0 <= m[f"{b}_coverage80"] <= m[f"{b}_coverage95"] <= 1, b
+        assert 0 < m[f"{b}_interval_score80"] and 0 < m[f"{b}_interval_score95"], b
+        assert len(by_h[b]["coverage95"]) == h
+    assert by_h["naive"]["coverage95"][0] > 0.5  # one day ahead, a random walk's 95 % band mostly holds
     png = (workdir / "plots/forecast-lstm.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -127,7 +133,9 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     stored = artifacts.read_npz(workdir / p.paths.baselines / "forecasts.npz")
     starts = windows["test_starts"]
     np.testing.assert_array_equal(stored["test_starts"], starts)
-    assert set(stored) == {"test_starts", "naive", "drift", *p.baselines.methods}
+    methods = ("naive", "drift", *p.baselines.methods)
+    assert set(stored) == {"test_starts", *methods, *(f"{m}_{side}{level}" for m in methods
+                                                       for side in ("lo", "hi") for level in (80, 95))}
     models = artifacts.read_json(workdir / p.paths.baselines / "models.json")
     assert models["fit_days"] == p.baselines.fit_days and len(models["windows"]) == len(starts)
     # Window k's AutoETS forecast is the fit on exactly the fit_days days before its origin.
@@ -135,10 +143,13 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     origin = int(starts[k]) + p.data.input_len
     history = windows["series"][origin - p.baselines.fit_days:origin, 0]
     from pipeline.evaluation import baselines
-    again = baselines.auto_ets(history, p.data.output_len)
-    np.testing.assert_allclose(stored["autoets"][k], again.forecast, rtol=1e-9)
+    again = baselines.fit_forecasts(history[None], p.data.output_len, ("autoets",))
+    np.testing.assert_allclose(stored["autoets"][k], again.points["autoets"][0], rtol=1e-9)
+    for level in baselines.LEVELS:
+        np.testing.assert_allclose(stored[f"autoets_lo{level}"][k], again.intervals["autoets"][level][0][0], rtol=1e-9)
+        np.testing.assert_allclose(stored[f"autoets_hi{level}"][k], again.intervals["autoets"][level][1][0], rtol=1e-9)
     assert models["windows"][k] == {"origin": str(windows["dates"][origin]),
-                                    "autoarima": models["windows"][k]["autoarima"], "autoets": again.spec}
+                                    "autoarima": models["windows"][k]["autoarima"], "autoets": again.specs["autoets"][0]}
     np.testing.assert_array_equal(stored["naive"][k], np.full(p.data.output_len, windows["series"][origin - 1, 0]))
     assert sum(models["chosen"]["autoets"].values()) == len(starts)
     # Histories end the day before the origin: the first forecast day is never fitted on.

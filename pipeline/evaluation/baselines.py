@@ -1,29 +1,21 @@
-"""Statistical forecasting baselines, fitted per window: AutoARIMA and AutoETS.
+"""Statistical forecasting baselines through statsforecast, fitted per window.
 
-Both follow Hyndman & Khandakar (2008), the algorithms behind R's ``forecast::auto.arima``
-and ``ets`` (and statsforecast's ``AutoARIMA``/``AutoETS``), for a non-seasonal daily
-series. The model fits are statsmodels' maximum likelihood; the search is here:
+Every forecast window gets its own fit on the ``fit_days`` days before its forecast
+origin: one statsforecast series per window (``unique_id`` = the window's index, ``ds``
+= the day number). ``naive`` (the last value) and ``drift`` (random walk with drift) are
+always fitted; ``autoarima``, ``autoets`` and ``autotheta`` are statsforecast's
+``AutoARIMA``, ``AutoETS`` and ``AutoTheta`` (Hyndman-Khandakar searches, non-seasonal
+for daily prices). Each gives a point forecast and its 80 % and 95 % prediction
+intervals.
 
-* **AutoETS** fits every non-seasonal ETS model (error A or M, trend N, A or damped A)
-  and keeps the lowest AICc.
-* **AutoARIMA** picks the differencing order ``d`` with repeated KPSS tests at 5%
-  (at most 2), then walks the stepwise search: start from ARIMA(2,d,2), (0,d,0),
-  (1,d,0) and (0,d,1), with a constant (a mean when d=0, a drift when d=1) where
-  d <= 1, and move to the best neighbour (p or q +-1, both +-1, constant toggled) while
-  AICc improves, with p, q <= 5 and p + q <= 5.
-
-statsforecast is the library the issue names, but every release that supports pandas
-3 is missing (2.1.1 requires pandas < 3), so the search is written against statsmodels.
-Pure functions, numpy in and numpy out, except :func:`load`, which reads back the
-forecasts the ``baseline_forecast`` stage stored.
+Pure functions, numpy in and numpy out, except :func:`load`, which reads back what the
+``baseline_forecast`` stage stored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,213 +26,164 @@ from pipeline import artifacts
 from pipeline.data import windows
 from pipeline.errors import PipelineError
 
-METHODS = ("autoarima", "autoets")
+ALWAYS = ("naive", "drift")
+METHODS = ("autoarima", "autoets", "autotheta")  # chosen in forecast.baselines.methods
+LEVELS = (80, 95)  # prediction intervals, in percent
 FORECASTS_FILE = "forecasts.npz"  # baseline_forecast's outputs
 MODELS_FILE = "models.json"
-MAX_P = MAX_Q = 5
-MAX_ORDER = 5  # p + q
-MAX_D = 2
-KPSS_CRITICAL_5PCT = 0.463  # level stationarity (regression "c"), Kwiatkowski et al. (1992)
-MIN_DAYS = 10  # below this AICc cannot rank even the small models
+MIN_DAYS = 10  # below this the searches cannot rank even the small models
 
 
-@dataclass(frozen=True)
-class Fitted:
-    """One window's forecast and the model the search chose (e.g. ``ARIMA(1,1,0)+drift``)."""
+def _model(method: str):
+    from statsforecast import models  # imports numba-free C++ fits; only when fitting
 
-    forecast: np.ndarray  # <float64>[horizon]
-    spec: str
-
-
-def _history(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim != 1 or len(y) < MIN_DAYS:
-        raise ValueError(f"a history of {len(y)} days is too short to fit (at least {MIN_DAYS})")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("the history has missing or infinite values")
-    return y
+    make = {"naive": models.Naive, "drift": models.RandomWalkWithDrift, "autoarima": models.AutoARIMA,
+            "autoets": models.AutoETS, "autotheta": models.AutoTheta}
+    if method not in make:
+        raise ValueError(f"unknown baseline {method!r}; expected one of {[*ALWAYS, *METHODS]}")
+    return make[method](alias=method)
 
 
-def _finite(forecast) -> np.ndarray | None:
-    forecast = np.asarray(forecast, dtype=np.float64)
-    return forecast if np.all(np.isfinite(forecast)) else None
+def _spec(method: str, fitted) -> str:
+    """The model a search chose, e.g. ``ARIMA(1,1,0) with drift``, ``ETS(A,Ad,N)``."""
+    if method == "autoarima":
+        from statsforecast.arima import arima_string
 
-
-def _aicc(result) -> float:
-    value = float(getattr(result, "aicc", math.nan))
-    return value if math.isfinite(value) else math.inf
-
-
-def auto_ets(y: np.ndarray, horizon: int) -> Fitted:
-    """The AICc-best of the six non-seasonal ETS models, fitted to ``y`` <float>[n]."""
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
-    y = _history(y)
-    errors = ("add", "mul") if np.all(y > 0) else ("add",)
-    best: tuple[float, np.ndarray, str] | None = None
-    for error in errors:
-        for trend, damped in ((None, False), ("add", False), ("add", True)):
-            spec = f"ETS({error[0].upper()},{'N' if trend is None else 'Ad' if damped else 'A'},N)"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = ETSModel(y, error=error, trend=trend, damped_trend=damped).fit(disp=False)
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-            score, forecast = _aicc(result), _finite(result.forecast(horizon))
-            if forecast is not None and (best is None or score < best[0]):
-                best = (score, forecast, spec)
-    if best is None:  # every fit failed: say so rather than invent a number
-        raise ValueError("no ETS model could be fitted")
-    return Fitted(best[1], best[2])
-
-
-def ndiffs(y: np.ndarray, max_d: int = MAX_D) -> int:
-    """How many differences make ``y`` level-stationary by the KPSS test at 5%."""
-    from statsmodels.tsa.stattools import kpss
-
-    y = np.asarray(y, dtype=np.float64)
-    for d in range(max_d + 1):
-        if d == max_d or np.ptp(y) == 0:
-            return d
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "p-value outside the table" is expected here
-            stat = kpss(y, regression="c", nlags="auto")[0]
-        if stat <= KPSS_CRITICAL_5PCT:
-            return d
-        y = np.diff(y)
-    return max_d
-
-
-def _arima_spec(p: int, d: int, q: int, const: bool) -> str:
-    term = {0: "+mean", 1: "+drift"}.get(d, "") if const else ""
-    return f"ARIMA({p},{d},{q}){term}"
-
-
-def auto_arima(y: np.ndarray, horizon: int) -> Fitted:
-    """Hyndman-Khandakar stepwise ARIMA(p,d,q) search by AICc, fitted to ``y`` <float>[n]."""
-    from statsmodels.tsa.arima.model import ARIMA
-
-    y = _history(y)
-    d = ndiffs(y)
-    allow_const = d <= 1
-    fits: dict[tuple[int, int, bool], tuple[float, object]] = {}
-
-    def fit(p: int, q: int, const: bool) -> float:
-        key = (p, q, const)
-        if key not in fits:
-            trend = ("c" if d == 0 else "t") if const else "n"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = ARIMA(y, order=(p, d, q), trend=trend).fit()
-                fits[key] = (_aicc(result), result)
-            except (ValueError, np.linalg.LinAlgError):
-                fits[key] = (math.inf, None)
-        return fits[key][0]
-
-    start = [(2, 2, allow_const), (0, 0, allow_const), (1, 0, allow_const), (0, 1, allow_const)]
-    if allow_const:
-        start.append((0, 0, False))
-    for key in start:
-        fit(*key)
-    best = min(fits, key=lambda k: fits[k][0])
-    improved = True
-    while improved:
-        improved = False
-        p, q, const = best
-        neighbours = [(p + dp, q + dq, const) for dp, dq in
-                      ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1))]
-        if allow_const:
-            neighbours.append((p, q, not const))
-        for cand in neighbours:
-            cp, cq, _ = cand
-            if not (0 <= cp <= MAX_P and 0 <= cq <= MAX_Q and cp + cq <= MAX_ORDER):
-                continue
-            if fit(*cand) < fits[best][0]:
-                best, improved = cand, True
-                break  # restart the walk from the new best, as auto.arima does
-    result = fits[best][1]
-    forecast = None if result is None else _finite(result.forecast(horizon))
-    if forecast is None:  # every candidate failed, even ARIMA(0,d,0)
-        raise ValueError(f"no ARIMA model with d={d} could be fitted")
-    return Fitted(forecast, _arima_spec(best[0], d, best[1], best[2]))
-
-
-FITTERS: dict[str, Callable[[np.ndarray, int], Fitted]] = {"autoarima": auto_arima, "autoets": auto_ets}
+        return " ".join(arima_string(fitted.model_).split())
+    if method == "autoets":
+        return str(fitted.model_["method"])
+    if method == "autotheta":
+        return f"Theta({fitted.model_['modeltype']})"
+    return method
 
 
 class FitError(ValueError):
-    """A window on which no candidate model could be fitted; ``index`` says which."""
+    """A window whose history cannot be fitted; ``index`` is its row."""
 
     def __init__(self, index: int, message: str):
-        super().__init__(index, message)  # both in args, so it pickles back from a worker
+        super().__init__(f"window {index}: {message}")
         self.index, self.message = index, message
 
     def __str__(self) -> str:
         return self.message
 
 
-def _fit_rows(method: str, histories: np.ndarray, horizon: int, first: int) -> tuple[np.ndarray, list[str]]:
-    fitter = FITTERS[method]
-    out = np.empty((len(histories), horizon), dtype=np.float64)
-    specs: list[str] = []
-    for i, history in enumerate(histories):
-        try:
-            fitted = fitter(history, horizon)
-        except ValueError as err:
-            raise FitError(first + i, str(err)) from None
-        out[i] = fitted.forecast
-        specs.append(fitted.spec)
-    return out, specs
+@dataclass(frozen=True)
+class Forecasts:
+    """Per method: the point forecasts <float64>[n, horizon], and per level the interval
+    bounds ``(lo, hi)``; ``specs[method]`` is the model each window's search chose."""
+
+    points: dict[str, np.ndarray]
+    intervals: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
+    specs: dict[str, list[str]]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """As flat arrays for an npz: ``<method>``, ``<method>_lo<level>``, ``<method>_hi<level>``."""
+        out = dict(self.points)
+        for method, levels in self.intervals.items():
+            for level, (lo, hi) in levels.items():
+                out[f"{method}_lo{level}"], out[f"{method}_hi{level}"] = lo, hi
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray]) -> "Forecasts":
+        points = {k: v for k, v in data.items() if "_lo" not in k and "_hi" not in k}
+        intervals = {m: {level: (data[f"{m}_lo{level}"], data[f"{m}_hi{level}"]) for level in LEVELS
+                         if f"{m}_lo{level}" in data} for m in points}
+        return cls(points, {m: v for m, v in intervals.items() if v}, {})
 
 
-def fit_forecasts(
-    histories: np.ndarray, horizon: int, method: str, workers: int = 1,
-    progress: Callable[[int], object] | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    """Fit ``method`` to each row of ``histories`` <float>[n, days]; forecast ``horizon`` days.
-
-    Windows are independent, so ``workers > 1`` fits chunks of them in that many spawned
-    processes; the result does not depend on it. ``progress(k)`` is called as each
-    ``k`` more windows finish. Returns the forecasts <float64>[n, horizon] and the model
-    chosen for each window. Raises :class:`FitError` naming the first window that failed.
-    """
-    if method not in FITTERS:
-        raise ValueError(f"unknown baseline {method!r}; expected one of {sorted(FITTERS)}")
+def check_histories(histories: np.ndarray) -> np.ndarray:
+    """``histories`` as float64 [n, days]; raises :class:`FitError` naming the first bad row."""
     histories = np.asarray(histories, dtype=np.float64)
+    if histories.ndim != 2:
+        raise ValueError(f"histories must be [windows, days], got shape {histories.shape}")
+    if histories.shape[1] < MIN_DAYS:
+        raise FitError(0, f"a history of {histories.shape[1]} days is too short to fit (at least {MIN_DAYS})")
+    bad = np.flatnonzero(~np.isfinite(histories).all(axis=1))
+    if len(bad):
+        raise FitError(int(bad[0]), "the history has missing or infinite values")
+    return histories
+
+
+def fit_forecasts(histories: np.ndarray, horizon: int, methods: tuple[str, ...], workers: int = 1,
+                  progress: Callable[[int], object] | None = None, chunk: int = 64) -> Forecasts:
+    """Fit ``naive``, ``drift`` and ``methods`` to each row of ``histories`` <float>[n, days]
+    and forecast ``horizon`` days with 80 % and 95 % intervals.
+
+    Windows are fitted ``chunk`` at a time (``progress(k)`` as each ``k`` finish), the
+    chunks over ``workers`` spawned processes; every window is its own series, so neither
+    changes a forecast. Raises :class:`FitError` naming the first window that fails.
+    """
+    histories = check_histories(histories)
+    names = (*ALWAYS, *(m for m in methods if m not in ALWAYS))
+    for m in names:
+        _model(m)  # an unknown name fails here, not in a worker
     n = len(histories)
-    chunks = [c for c in np.array_split(np.arange(n), min(n, max(1, workers) * 8)) if len(c)]
-    out = np.empty((n, horizon), dtype=np.float64)
-    specs: list[str] = [""] * n
+    points = {m: np.empty((n, horizon)) for m in names}
+    bounds = {(m, level, side): np.empty((n, horizon)) for m in names for level in LEVELS for side in ("lo", "hi")}
+    specs: dict[str, list[str]] = {m: [""] * n for m in names if m not in ALWAYS}
 
-    def keep(chunk: np.ndarray, result: tuple[np.ndarray, list[str]]) -> None:
-        out[chunk] = result[0]
-        for i, spec in zip(chunk, result[1]):
-            specs[i] = spec
+    def keep(rows: np.ndarray, got: tuple[dict, dict, dict]) -> None:
+        for m, values in got[0].items():
+            points[m][rows] = values
+        for key, values in got[1].items():
+            bounds[key][rows] = values
+        for m, chosen in got[2].items():
+            for i, spec in zip(rows, chosen):
+                specs[m][i] = spec
         if progress is not None:
-            progress(len(chunk))
+            progress(len(rows))
 
+    chunks = [np.arange(first, min(first + chunk, n)) for first in range(0, n, chunk)]
     if workers <= 1 or len(chunks) == 1:
-        for chunk in chunks:
-            keep(chunk, _fit_rows(method, histories[chunk], horizon, int(chunk[0])))
-        return out, specs
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+        for rows in chunks:
+            keep(rows, _fit_chunk(histories, rows, horizon, names))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn, not fork: the parent may hold JAX's threads, which fork would copy half-alive.
-    # One BLAS thread per worker: the fits are tiny, and with each process running a
-    # thread per core the workers thrash (measured 3x slower than one process).
-    with _single_threaded_blas(), ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_fit_rows, method, histories[c], horizon, int(c[0])): c for c in chunks}
-        try:
-            for future in as_completed(futures):
-                keep(futures[future], future.result())
-        except BaseException:  # a failed window or ^C: drop the chunks not yet started
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return out, specs
+        # spawn, not fork: the parent may hold JAX's threads, which fork would copy half-alive.
+        # One BLAS thread per worker: the fits are tiny, and a thread per core each thrashes.
+        with _single_threaded_blas(), ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_fit_chunk, histories[rows], np.arange(len(rows)), horizon, names): rows
+                       for rows in chunks}
+            try:
+                for future in as_completed(futures):
+                    rows = futures[future]
+                    try:
+                        keep(rows, future.result())
+                    except FitError as err:  # its index is within the chunk
+                        raise FitError(int(rows[err.index]), err.message) from None
+            except BaseException:  # a failed window or ^C: drop the chunks not yet started
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    intervals = {m: {level: (bounds[m, level, "lo"], bounds[m, level, "hi"]) for level in LEVELS} for m in names}
+    return Forecasts(points, intervals, specs)
+
+
+def _fit_chunk(histories: np.ndarray, rows: np.ndarray, horizon: int, names: tuple[str, ...]):
+    """One statsforecast fit of ``names`` over the windows ``rows`` of ``histories``:
+    ``(points, bounds, specs)`` with one row per window, in the order of ``rows``."""
+    import pandas as pd
+    from statsforecast import StatsForecast
+
+    days = histories.shape[1]
+    frame = pd.DataFrame({"unique_id": np.repeat(np.arange(len(rows)), days),
+                          "ds": np.tile(np.arange(days), len(rows)), "y": histories[rows].ravel()})
+    sf = StatsForecast(models=[_model(m) for m in names], freq=1, n_jobs=1)
+    try:
+        sf.fit(df=frame)
+        out = sf.predict(h=horizon, level=list(LEVELS)).sort_values(["unique_id", "ds"])
+    except Exception as err:  # the fits raise many types; name the window
+        raise _locate(histories, rows, horizon, names, err) from None
+    shape = (len(rows), horizon)
+    points = {m: out[m].to_numpy().reshape(shape) for m in names}
+    bounds = {(m, level, side): out[f"{m}-{side}-{level}"].to_numpy().reshape(shape)
+              for m in names for level in LEVELS for side in ("lo", "hi")}
+    specs = {m: [_spec(m, fitted) for fitted in sf.fitted_[:, j]] for j, m in enumerate(names) if m not in ALWAYS}
+    return points, bounds, specs
 
 
 @contextlib.contextmanager
@@ -259,15 +202,27 @@ def _single_threaded_blas():
                 os.environ[name] = value
 
 
+def _locate(histories: np.ndarray, rows: np.ndarray, horizon: int, names: tuple[str, ...],
+            err: Exception) -> FitError:
+    """The first window of ``rows`` that fails on its own, as a :class:`FitError`."""
+    for i in rows:
+        for m in names:
+            try:
+                _model(m).forecast(y=histories[i], h=horizon, level=list(LEVELS))
+            except Exception as own:
+                return FitError(int(i), f"{m}: {type(own).__name__}: {own}")
+    return FitError(int(rows[0]), f"{type(err).__name__}: {err}")
+
+
 def histories(series: np.ndarray, starts: np.ndarray, input_len: int, fit_days: int) -> np.ndarray:
     """Feature 0 over the ``fit_days`` days ending at each window's forecast origin <float>[n, fit_days]."""
     inputs, _ = windows.gather(series, starts + input_len - fit_days, fit_days, 0)
     return inputs[:, :, 0]
 
 
-def load(directory: str | Path, test_starts: np.ndarray) -> dict[str, np.ndarray]:
-    """The baselines' forecasts (``baseline_forecast``'s output ``directory``) for
-    ``test_starts``, checked to be for those very windows."""
+def load(directory: str | Path, test_starts: np.ndarray) -> Forecasts:
+    """The baselines' forecasts and intervals (``baseline_forecast``'s output
+    ``directory``) for ``test_starts``, checked to be for those very windows."""
     path = Path(directory) / FORECASTS_FILE
     if not path.is_file():
         raise PipelineError(f"{path}: no baseline forecasts; run `dvc repro baseline_forecast`")
@@ -276,4 +231,4 @@ def load(directory: str | Path, test_starts: np.ndarray) -> dict[str, np.ndarray
     if not np.array_equal(stored, test_starts):
         raise PipelineError(f"{path}: made for other test windows than the prepared ones; "
                             f"run `dvc repro baseline_forecast`")
-    return data
+    return Forecasts.from_arrays(data)

@@ -69,3 +69,18 @@ def forecast_errors(pred: np.ndarray, true: np.ndarray, axis=None,
     if scale is not None:
         out["mase"] = np.mean(np.abs(err) / scale[:, None], axis=axis)
     return out
+
+
+def interval_scores(lo: np.ndarray, hi: np.ndarray, true: np.ndarray, level: float,
+                    axis=None) -> dict[str, np.ndarray]:
+    """How a central ``level`` % prediction interval ``[lo, hi]`` did against ``true``
+    (all <float>[windows, horizon]): ``coverage`` (the fraction of days inside it, to set
+    beside ``level / 100``), ``width`` and the ``interval_score`` of Gneiting & Raftery
+    (2007): width plus ``2 / alpha`` times the distance by which the truth falls outside,
+    with ``alpha = 1 - level / 100``; lower is better, and a narrow interval that misses
+    pays for it."""
+    alpha = 1.0 - level / 100.0
+    below, above = np.maximum(lo - true, 0.0), np.maximum(true - hi, 0.0)
+    return {"coverage": np.mean((lo <= true) & (true <= hi), axis=axis),
+            "width": np.mean(hi - lo, axis=axis),
+            "interval_score": np.mean(hi - lo + 2.0 / alpha * (below + above), axis=axis)}

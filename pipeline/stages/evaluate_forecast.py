@@ -1,8 +1,10 @@
 """evaluate_forecast@<cell>: errors in price units beside the baselines on the same windows.
 
 MAE, RMSE, MAPE and MASE overall and per horizon, for the network and for each baseline
-that baseline_forecast computed (naive, drift, and AutoARIMA/AutoETS); the per-horizon
-numbers go to ``metrics/forecast-<cell>-horizon.json`` and to the CSV that DVC plots.
+that baseline_forecast computed (naive, drift, and AutoARIMA/AutoETS/AutoTheta), and the
+coverage, width and interval score of the baselines' 80 % and 95 % prediction
+intervals; the per-horizon numbers go to ``metrics/forecast-<cell>-horizon.json`` and
+to the CSV that DVC plots.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from pipeline import artifacts
 from pipeline.data import windows
-from pipeline.evaluation import baselines, plots, provenance
+from pipeline.evaluation import baselines, metrics, plots, provenance
 from pipeline.inference import forecasting
 from pipeline.params import Params
 
@@ -32,11 +34,16 @@ def run(params: Params, cell: str) -> None:
     scores: dict[str, float | int] = {"test_windows": int(len(starts))}
     model_err = forecasting.errors(scored)
     scores.update({k: round(float(v), 4) for k, v in model_err.items()})
-    for name, forecast in stored.items():
+    for name, forecast in stored.points.items():
         err = forecasting.errors(scored, forecast)
         scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err.items()})
+    truth = scored.truth[..., 0]
+    for name, levels in stored.intervals.items():
+        for level, (lo, hi) in levels.items():
+            got = metrics.interval_scores(lo, hi, truth, level)
+            scores.update({f"{name}_{k}{level}": round(float(got[k]), 4) for k in ("coverage", "interval_score")})
     scores["mae_vs_naive"] = round(float(model_err["mae"] / scores["naive_mae"]), 4)
-    best = min(stored, key=lambda name: scores[f"{name}_mae"])
+    best = min(stored.points, key=lambda name: scores[f"{name}_mae"])
     scores["mae_vs_best_baseline"] = round(float(model_err["mae"] / scores[f"{best}_mae"]), 4)
     for j, name in enumerate(p.data.features[1:p.data.targets], start=1):  # the other forecast series
         naive_j = windows.naive_forecast(scored.inputs, p.data.output_len, j)
@@ -45,7 +52,10 @@ def run(params: Params, cell: str) -> None:
                        for k, v in forecasting.errors(scored, naive_j, series=j).items()})
 
     by_h = {"model": forecasting.errors(scored, axis=0)}
-    by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.items()})
+    by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.points.items()})
+    for name, levels in stored.intervals.items():
+        for level, (lo, hi) in levels.items():
+            by_h[name][f"coverage{level}"] = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
     scores["horizons_beating_naive"] = len(beats)
     artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores))
@@ -53,7 +63,7 @@ def run(params: Params, cell: str) -> None:
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
     }))
-    naive = stored["naive"]
+    naive = stored.points["naive"]
     rows = [
         {"step": h + 1, "mae": float(by_h["model"]["mae"][h]),
          **{f"{name}_mae": float(by_h[name]["mae"][h]) for name in ("naive", "drift")},
@@ -71,7 +81,7 @@ def run(params: Params, cell: str) -> None:
         plot_dir / f"forecast-{cell}.png", data["dates"], data["series"][:, 0], starts[shown],
         p.data.input_len, pred[shown], naive[shown], title=f"forecast@{cell}: test windows",
     )
-    others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in stored if name != "naive")
+    others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in stored.points if name != "naive")
     print(f"evaluate_forecast@{cell}: MAE {scores['mae']:.2f} vs naive {scores['naive_mae']:.2f} "
           f"(ratio {scores['mae_vs_naive']:.3f}), {others}; MASE {scores['mase']:.3f}; "
           f"beats naive at {len(beats)} of {p.data.output_len} horizons, over {len(starts)} test windows")
