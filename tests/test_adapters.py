@@ -100,9 +100,10 @@ def test_coindesk_csv_export_parses_with_crlf():
     raw = (FIXTURES / "coindesk-export-head.csv").read_bytes()
     assert b"\r\n" in raw
     rows = coindesk.parse_csv_export(raw.decode(), "export.csv")
-    assert len(rows) == 400
-    assert rows[0]["date"] == dt.date(2013, 10, 1) and rows[0]["close"] == pytest.approx(123.65499)
-    assert all(r["low"] <= min(r["open"], r["close"]) and r["high"] >= max(r["open"], r["close"]) for r in rows)
+    assert len(rows) == 400 and list(rows.columns) == ["close", "open", "high", "low"]
+    assert rows.index[0].date() == dt.date(2013, 10, 1) and rows["close"].iloc[0] == pytest.approx(123.65499)
+    assert (rows["low"] <= rows[["open", "close"]].min(axis=1)).all()
+    assert (rows["high"] >= rows[["open", "close"]].max(axis=1)).all()
 
 
 @pytest.mark.parametrize("edit,pattern", [
@@ -113,6 +114,9 @@ def test_coindesk_csv_export_parses_with_crlf():
      r"export.csv:3: column 'Date' is not an ISO date"),
     (lambda lines: lines[:2] + [lines[2].replace(",", ",-", 2).replace(",-", ",", 1)] + lines[3:],
      r"export.csv:3: column 'Closing Price \(USD\)' is not a positive price"),
+    (lambda lines: lines[:4] + [",".join(lines[4].split(",")[:2] + ["n/a"] + lines[4].split(",")[3:])] + lines[5:],
+     r"export.csv:5: column 'Closing Price \(USD\)' is not a number: 'n/a'"),
+    (lambda lines: lines[:3] + [lines[3] + ",1,2"] + lines[4:], r"export.csv: .*Expected \d+ fields in line 4"),
 ])
 def test_bad_csv_exports_name_line_and_column(edit, pattern):
     lines = (FIXTURES / "coindesk-export-head.csv").read_text().splitlines()

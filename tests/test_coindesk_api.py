@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.data import prices
@@ -23,11 +23,12 @@ def test_pages_cover_the_range_and_parse(httpserver, monkeypatch):
     pages = coindesk_api.fetch_pages(httpserver.url_for("/"), "cadli", "BTC-USD",
                                      dt.date(2018, 9, 1), dt.date(2018, 11, 20), VAR, POLICY)
     assert len(pages) == 3 and [r["args"]["limit"] for r in api.requests] == ["30", "30", "21"]
-    assert all(rows == coindesk_api.parse_days(body.decode(), "page") for body, rows in pages)  # bytes kept verbatim
-    rows = sorted((r for _, page in pages for r in page), key=lambda r: r["date"])
-    assert rows[0]["date"] == dt.date(2018, 9, 1) and rows[-1]["date"] == dt.date(2018, 11, 20)
-    assert len({r["date"] for r in rows}) == len(rows) == 81
-    assert rows[-1]["close"] == pytest.approx(BPI["2018-11-20"]) and rows[-1]["currency"] == "USD"
+    for body, rows in pages:  # bytes kept verbatim
+        pd.testing.assert_frame_equal(rows, coindesk_api.parse_days(body.decode(), "page"))
+    rows = prices.table(pd.concat([page for _, page in pages]))
+    assert rows["date"].iloc[0] == pd.Timestamp(2018, 9, 1) and rows["date"].iloc[-1] == pd.Timestamp(2018, 11, 20)
+    assert rows["date"].nunique() == len(rows) == 81
+    assert rows["close"].iloc[-1] == pytest.approx(BPI["2018-11-20"]) and rows["currency"].iloc[-1] == "USD"
 
 
 def test_history_that_starts_later_stops_paging(httpserver, monkeypatch):
@@ -75,18 +76,20 @@ def test_bad_api_responses_name_the_field(body, pattern):
         coindesk_api.parse_days(body, "page")
 
 
-def row(day: str, close: float, currency: str = "USD") -> dict:
-    return {"date": dt.date.fromisoformat(day), "currency": currency, "close": close}
+def rows(*days: tuple) -> pd.DataFrame:
+    return prices.table({"date": day, "currency": currency, "close": close} for day, close, currency in
+                        ((d[0], d[1], d[2] if len(d) > 2 else "USD") for d in days))
 
 
 def test_incremental_merge_adds_only_new_days_and_is_idempotent():
-    stored = [row("2018-11-18", 1.0), row("2018-11-19", 2.0)]
-    fresh = [row("2018-11-19", 99.0), row("2018-11-20", 3.0), row("2018-11-21", 4.0), row("2018-11-21", 4.0)]
+    stored = rows(("2018-11-18", 1.0), ("2018-11-19", 2.0))
+    fresh = rows(("2018-11-19", 99.0), ("2018-11-20", 3.0), ("2018-11-21", 4.0), ("2018-11-21", 4.0))
     merged, added = prices.merge_days(stored, fresh)
-    assert added == 2 and [r["close"] for r in merged] == [1.0, 2.0, 3.0, 4.0]  # history kept
+    assert added == 2 and merged["close"].tolist() == [1.0, 2.0, 3.0, 4.0]  # history kept
     again, added_again = prices.merge_days(merged, fresh)
-    assert added_again == 0 and again == merged
-    eur, n = prices.merge_days(merged, [row("2018-11-01", 5.0, "EUR")])
+    assert added_again == 0
+    pd.testing.assert_frame_equal(again, merged)
+    eur, n = prices.merge_days(merged, rows(("2018-11-01", 5.0, "EUR")))
     assert n == 1 and prices.last_dates(eur) == {"USD": dt.date(2018, 11, 21), "EUR": dt.date(2018, 11, 1)}
 
 
@@ -97,28 +100,29 @@ def test_gaps_are_reported_as_inclusive_runs():
 
 
 def test_gaps_are_filled_only_as_the_policy_says():
-    days = [dt.date(2018, 1, 1), dt.date(2018, 1, 2), dt.date(2018, 1, 5)]
-    columns = {"close": np.array([1.0, 2.0, 5.0], np.float32), "high": np.array([2.0, 4.0, 10.0], np.float32)}
+    days = pd.DatetimeIndex(["2018-01-01", "2018-01-02", "2018-01-05"], name="date")
+    frame = pd.DataFrame({"close": [1.0, 2.0, 5.0], "high": [2.0, 4.0, 10.0]}, index=days)
     with pytest.raises(prices.PriceTableError, match=r"prices.csv: 2 missing day\(s\): 2018-01-03\.\.2018-01-04"):
-        prices.fill_gaps(days, columns, "error", "prices.csv")
-    full = [dt.date(2018, 1, d) for d in range(1, 6)]
-    filled_days, ffill = prices.fill_gaps(days, columns, "ffill", "x")
-    assert filled_days == full and ffill["close"].tolist() == [1, 2, 2, 2, 5] and ffill["high"].tolist() == [2, 4, 4, 4, 10]
-    _, linear = prices.fill_gaps(days, columns, "linear", "x")
-    assert linear["close"].tolist() == [1, 2, 3, 4, 5] and linear["close"].dtype == np.float32
-    same_days, same = prices.fill_gaps(full[:2], {"close": columns["close"][:2]}, "error", "x")
-    assert same_days == full[:2] and same["close"].tolist() == [1, 2]
+        prices.daily(frame, "error", "prices.csv")
+    full = pd.date_range("2018-01-01", "2018-01-05", freq="D")
+    ffill = prices.daily(frame, "ffill", "x")
+    assert ffill.index.equals(full) and ffill["close"].tolist() == [1, 2, 2, 2, 5]
+    assert ffill["high"].tolist() == [2, 4, 4, 4, 10]
+    linear = prices.daily(frame, "linear", "x")
+    assert linear["close"].tolist() == [1, 2, 3, 4, 5] and linear["high"].tolist() == [2, 4, 6, 8, 10]
+    same = prices.daily(frame.iloc[:2], "error", "x")
+    assert same.index.equals(full[:2]) and same["close"].tolist() == [1, 2]
 
 
 def test_the_price_table_round_trips_exactly_and_names_bad_lines():
-    rows = [{"date": dt.date.fromisoformat(d), "currency": "USD", "close": c, "open": None, "high": c * 1.1, "low": None}
-            for d, c in list(BPI.items())[:50]]
-    text = prices.to_csv(rows)
-    assert prices.from_csv(text, "t.csv") == rows
+    table = prices.table({"date": d, "currency": "USD", "close": c, "open": None, "high": c * 1.1, "low": None}
+                         for d, c in list(BPI.items())[:50])
+    text = prices.to_csv(table)
+    pd.testing.assert_frame_equal(prices.from_csv(text, "t.csv"), table)  # every float exactly
     lines = text.splitlines()
     with pytest.raises(prices.PriceTableError, match=r"t.csv:3: column 'close' is not a number: 'n/a'"):
         prices.from_csv("\n".join(lines[:2] + ["2010-07-19,USD,n/a,,1.0,"] + lines[3:]), "t.csv")
-    with pytest.raises(prices.PriceTableError, match=r"row 2 \(USD 2010-07-17\): dates not strictly increasing"):
+    with pytest.raises(prices.PriceTableError, match=r"t.csv:3 \(USD 2010-07-17\): dates not strictly increasing"):
         prices.from_csv("\n".join(lines[:2] + ["2010-07-17,USD,1.0,,1.0,"]), "t.csv")
     with pytest.raises(prices.PriceTableError, match="field 'close' is not a positive price: -1.0"):
         prices.from_csv("\n".join(lines[:1] + ["2010-07-17,USD,-1.0,,,"]), "t.csv")

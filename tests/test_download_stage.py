@@ -182,9 +182,9 @@ def test_refresh_fetches_only_new_days_and_a_second_run_adds_nothing(api, httpse
     assert download.refresh_prices(params.sources.forecast, params.fetch, dt.date(2018, 11, 10)) == 2 * 313
     folder = Path("data/raw/forecast/coindesk")
     table = prices.from_csv((folder / "prices.csv").read_text(), "prices.csv")
-    usd = [r for r in table if r["currency"] == "USD"]
-    assert usd[0]["date"] == dt.date(2018, 1, 1) and usd[-1]["date"] == dt.date(2018, 11, 9)
-    assert usd[-1]["close"] == BPI["2018-11-09"] and usd[-1]["high"] == BPI["2018-11-09"] * 1.02
+    usd = table[table["currency"] == "USD"]
+    assert usd["date"].iloc[0].date() == dt.date(2018, 1, 1) and usd["date"].iloc[-1].date() == dt.date(2018, 11, 9)
+    assert usd["close"].iloc[-1] == BPI["2018-11-09"] and usd["high"].iloc[-1] == BPI["2018-11-09"] * 1.02
     responses = sorted(p.name for p in (folder / "responses/BTC-EUR").iterdir())
     assert responses == ["2018-01-01_2018-11-09.json"]
     body = json.loads((folder / "responses/BTC-EUR" / responses[0]).read_text())
@@ -264,7 +264,7 @@ def test_a_hand_edited_table_is_refused_by_line(api, httpserver, tiny_params_dic
     table = Path("data/raw/forecast/coindesk/prices.csv")
     lines = table.read_text().splitlines()
     table.write_text("\n".join(lines[:3] + [lines[2]] + lines[3:]) + "\n")
-    with pytest.raises(prices.PriceTableError, match=r"prices.csv: row 3 \(EUR 2018-01-02\): duplicate date"):
+    with pytest.raises(prices.PriceTableError, match=r"prices.csv:4 \(EUR 2018-01-02\): duplicate date"):
         download.refresh_prices(params.sources.forecast, params.fetch, dt.date(2018, 1, 12))
 
 

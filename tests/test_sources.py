@@ -21,10 +21,10 @@ def sha(data: bytes) -> str:
 
 
 def test_parse_real_bpi_history():
-    rows = coindesk.parse_bpi_close(BPI.read_text(), BPI.name)
-    assert len(rows) == 3048
-    assert rows[0][0].isoformat() == "2010-07-18" and rows[-1][0].isoformat() == "2018-11-20"
-    assert min(v for _, v in rows) == pytest.approx(0.0505)
+    close = coindesk.parse_bpi_close(BPI.read_text(), BPI.name)
+    assert len(close) == 3048 and close.name == "close" and close.dtype == "float64"
+    assert str(close.index[0].date()) == "2010-07-18" and str(close.index[-1].date()) == "2018-11-20"
+    assert close.min() == pytest.approx(0.0505)
 
 
 @pytest.mark.parametrize("body,pattern", [
@@ -35,6 +35,8 @@ def test_parse_real_bpi_history():
     ('{"bpi": {"2020-01-01": -3}}', r"field 'bpi.2020-01-01' is not a positive price"),
     ('{"bpi": {"2020-01-01": "7,000"}}', r"field 'bpi.2020-01-01' is not a number"),
     ('{"bpi": {"2020-01-02": 1, "2020-01-01": 2}}', "not strictly increasing at 'bpi.2020-01-01'"),
+    ('{"bpi": {"2020-01-01": 1, "2020-01-02": true}}', r"field 'bpi.2020-01-02' is not a number: True"),
+    ('{"bpi": {"2020-01-01": 1, "2020-01-02": NaN}}', r"field 'bpi.2020-01-02' is not a positive price: nan"),
 ])
 def test_bad_price_files_name_file_and_field(body, pattern):
     with pytest.raises(coindesk.PriceFormatError, match=rf"close.json: .*{pattern}"):

@@ -3,17 +3,17 @@
 - the legacy BPI v1 ``historical/close.json`` response (USD close by ISO date);
 - the CSV export of CoinDesk's price page (close, 24h open/high/low by ISO date).
 
-Both parse into rows sorted by date and are validated the same way: dates strictly
-increasing, prices finite and positive.
+Both parse into pandas, indexed by date, and are validated the same way: dates
+strictly increasing, prices finite and positive; errors name the file and the field or line.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import io
 import json
-import math
+
+import numpy as np
+import pandas as pd
 
 from pipeline.errors import PipelineError
 
@@ -30,8 +30,8 @@ class PriceFormatError(PipelineError, ValueError):
     """A price file that is not what it claims; the message names file and field."""
 
 
-def parse_bpi_close(text: str, name: str) -> list[tuple[dt.date, float]]:
-    """Parse ``{"bpi": {"YYYY-MM-DD": close, ...}, ...}`` into sorted (date, close) rows.
+def parse_bpi_close(text: str, name: str) -> pd.Series:
+    """Parse ``{"bpi": {"YYYY-MM-DD": close, ...}, ...}`` into the close by date.
 
     Raises :class:`PriceFormatError` for an HTML error page, invalid JSON, a missing
     ``bpi`` field, a bad date, a non-positive or non-finite price, or unsorted dates.
@@ -40,19 +40,19 @@ def parse_bpi_close(text: str, name: str) -> list[tuple[dt.date, float]]:
     bpi = doc.get("bpi")
     if not isinstance(bpi, dict) or not bpi:
         raise PriceFormatError(f"{name}: field 'bpi' is missing or empty")
-    rows = []
-    for key, value in bpi.items():
-        try:
-            day = dt.date.fromisoformat(key)
-        except ValueError:
-            raise PriceFormatError(f"{name}: field 'bpi.{key}' is not an ISO date") from None
+    keys = list(bpi)
+    days = pd.to_datetime(pd.Series(keys), format="%Y-%m-%d", errors="coerce")
+    if (bad := np.flatnonzero(days.isna())).size:
+        raise PriceFormatError(f"{name}: field 'bpi.{keys[bad[0]]}' is not an ISO date")
+    values = list(bpi.values())
+    for key, value in zip(keys, values):  # JSON numbers only: not strings, not true/false
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PriceFormatError(f"{name}: field 'bpi.{key}' is not a number: {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise PriceFormatError(f"{name}: field 'bpi.{key}' is not a positive price: {value}")
-        rows.append((day, float(value)))
-    _check_increasing([day for day, _ in rows], name, lambda d: f"'bpi.{d}'")
-    return rows
+    close = pd.Series(np.asarray(values, np.float64), index=pd.DatetimeIndex(days, name="date"), name="close")
+    if (bad := np.flatnonzero(~(np.isfinite(close) & (close > 0)))).size:
+        raise PriceFormatError(f"{name}: field 'bpi.{keys[bad[0]]}' is not a positive price: {values[bad[0]]}")
+    _check_increasing(close.index, name, lambda d: f"'bpi.{d}'")
+    return close
 
 
 def load_json_object(text: str, name: str) -> dict:
@@ -68,8 +68,8 @@ def load_json_object(text: str, name: str) -> dict:
     return doc
 
 
-def parse_csv_export(text: str, name: str) -> list[dict[str, object]]:
-    """Parse CoinDesk's CSV export into ``{"date", "close", "open", "high", "low"}`` rows.
+def parse_csv_export(text: str, name: str) -> pd.DataFrame:
+    """Parse CoinDesk's CSV export into ``close``, ``open``, ``high``, ``low`` by date.
 
     Errors name the file, the line and the column. The legacy JSON and this export
     are different CoinDesk products and disagree day for day (MANIFEST.md): do not
@@ -77,41 +77,38 @@ def parse_csv_export(text: str, name: str) -> list[dict[str, object]]:
     """
     if text.lstrip().startswith("<"):
         raise PriceFormatError(f"{name}: looks like an HTML/XML page, not a CSV export")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise PriceFormatError(f"{name}:1: missing column(s) {missing}; header is {reader.fieldnames}")
-    rows = []
-    for row in reader:
-        line = reader.line_num
-        try:
-            day = dt.date.fromisoformat(row["Date"])
-        except (TypeError, ValueError):
-            raise PriceFormatError(f"{name}:{line}: column 'Date' is not an ISO date: {row['Date']!r}") from None
-        out: dict[str, object] = {"date": day}
-        for column, field in CSV_COLUMNS.items():
-            if field != "date":
-                out[field] = _price(row[column], f"{name}:{line}: column '{column}'")
-        rows.append(out)
-    if not rows:
-        raise PriceFormatError(f"{name}: no data rows")
-    _check_increasing([r["date"] for r in rows], name, lambda d: f"date {d}")
-    return rows
-
-
-def _price(raw: str | None, where: str) -> float:
     try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise PriceFormatError(f"{where} is not a number: {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise PriceFormatError(f"{where} is not a positive price: {raw}")
-    return value
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise PriceFormatError(f"{name}: empty, not a CSV export") from None
+    except pd.errors.ParserError as err:
+        raise PriceFormatError(f"{name}: {err}") from None
+    missing = [c for c in CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise PriceFormatError(f"{name}:1: missing column(s) {missing}; header is {list(raw.columns)}")
+    if raw.empty:
+        raise PriceFormatError(f"{name}: no data rows")
+    line = lambda i: int(i) + 2  # noqa: E731  (the header is line 1)
+    days = pd.to_datetime(raw["Date"], format="%Y-%m-%d", errors="coerce")
+    if (bad := np.flatnonzero(days.isna())).size:
+        raise PriceFormatError(f"{name}:{line(bad[0])}: column 'Date' is not an ISO date: {raw['Date'].iloc[bad[0]]!r}")
+    frame = pd.DataFrame(index=pd.DatetimeIndex(days, name="date"))
+    for column, field in CSV_COLUMNS.items():
+        if field == "date":
+            continue
+        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(np.float64)
+        if (bad := np.flatnonzero(~(np.isfinite(values) & (values > 0)))).size:
+            i, cell = bad[0], raw[column].iloc[bad[0]]
+            kind = "not a number" if np.isnan(values[i]) and cell.strip().lower() != "nan" else "not a positive price"
+            raise PriceFormatError(f"{name}:{line(i)}: column '{column}' is {kind}: {cell!r}")
+        frame[field] = values
+    _check_increasing(frame.index, name, lambda d: f"date {d}")
+    return frame
 
 
-def _check_increasing(days: list[dt.date], name: str, label) -> None:
-    for a, b in zip(days, days[1:]):
-        if b == a:
-            raise PriceFormatError(f"{name}: duplicate date at {label(b)}")
-        if b < a:
-            raise PriceFormatError(f"{name}: dates not strictly increasing at {label(b)}")
+def _check_increasing(days: pd.DatetimeIndex, name: str, label) -> None:
+    step = np.diff(days.asi8)
+    if (bad := np.flatnonzero(step <= 0)).size:
+        day = days[bad[0] + 1].date()
+        kind = "duplicate date" if step[bad[0]] == 0 else "dates not strictly increasing"
+        raise PriceFormatError(f"{name}: {kind} at {label(day)}")

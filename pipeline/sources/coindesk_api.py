@@ -4,19 +4,21 @@ The API key is read from an environment variable and sent only in the
 ``Authorization`` header, so it never appears in a URL, a log line, an error message or
 a stored file. Pages are requested newest first with ``limit``/``to_ts`` until the
 wanted start date is covered; each page's bytes are returned verbatim for storage,
-beside the tidy daily rows :func:`parse_days` makes of them.
+beside the price table :func:`parse_days` makes of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import time
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 import requests
 
+from pipeline.data import prices
 from pipeline.errors import PipelineError
 from pipeline.params import FetchPolicy
 from pipeline.sources.coindesk import PriceFormatError, load_json_object
@@ -49,8 +51,8 @@ def fetch_pages(
     policy: FetchPolicy,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[tuple[bytes, list[dict[str, object]]]]:
-    """``(raw body, parsed rows)`` per page covering ``since``..``until`` (UTC days,
+) -> list[tuple[bytes, pd.DataFrame]]:
+    """``(raw body, parsed table)`` per page covering ``since``..``until`` (UTC days,
     inclusive), newest page first. Each page is parsed once, here: paging needs its
     oldest day, and the caller keeps both the verbatim bytes and the rows."""
     key = api_key(key_variable)
@@ -75,12 +77,13 @@ def fetch_pages(
         pages.append((body, days))
         if len(days) < limit:  # the series starts later than `since`: nothing older exists
             break
-        to_ts = _midnight(days[0]["date"]) - DAY
+        to_ts = _midnight(days["date"].iloc[0].date()) - DAY
     return pages
 
 
-def parse_days(text: str, name: str) -> list[dict[str, object]]:
-    """One response -> rows ``{"date", "currency", "close", "open", "high", "low"}``.
+def parse_days(text: str, name: str) -> pd.DataFrame:
+    """One response -> a price table (:func:`pipeline.data.prices.table`): ``date``,
+    ``currency``, ``close``, ``open``, ``high``, ``low``.
 
     Extra fields are ignored; a missing ``Data`` list, an ``Err`` payload, an empty page,
     a bad value, or dates that are not strictly increasing is an error naming the field.
@@ -93,33 +96,41 @@ def parse_days(text: str, name: str) -> list[dict[str, object]]:
         raise PriceFormatError(f"{name}: field 'Data' is missing or not a list")
     if not data:
         raise PriceFormatError(f"{name}: field 'Data' is empty (no days in the requested range)")
-    rows = [_row(entry, f"{name}: Data[{i}]") for i, entry in enumerate(data)]
-    for i in range(1, len(rows)):
-        if rows[i]["date"] <= rows[i - 1]["date"]:
-            kind = "duplicate date" if rows[i]["date"] == rows[i - 1]["date"] else "dates out of order"
-            raise PriceFormatError(f"{name}: Data[{i}]: field 'TIMESTAMP': {kind} ({rows[i]['date']})")
-    return rows
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise PriceFormatError(f"{name}: Data[{i}] is not an object")
+    raw = pd.DataFrame.from_records(data)
 
+    def numbers(field: str, kind: type | tuple) -> pd.Series:
+        """The field as float64, NaN where absent; a value of another JSON type is an error."""
+        for i, entry in enumerate(data):
+            value = entry.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                what = "an integer" if field == "TIMESTAMP" else "a positive price"
+                raise PriceFormatError(f"{name}: Data[{i}]: field '{field}' is not {what}: {value!r}")
+        return pd.to_numeric(raw[field], errors="coerce") if field in raw else pd.Series(np.nan, index=raw.index)
 
-def _row(entry: object, where: str) -> dict[str, object]:
-    if not isinstance(entry, dict):
-        raise PriceFormatError(f"{where} is not an object")
-    ts = entry.get("TIMESTAMP")
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        raise PriceFormatError(f"{where}: field 'TIMESTAMP' is not an integer: {ts!r}")
-    instrument = str(entry.get("INSTRUMENT", "BTC-USD"))
-    row: dict[str, object] = {
-        "date": dt.datetime.fromtimestamp(ts, dt.timezone.utc).date(),
-        "currency": instrument.split("-")[-1],
-    }
+    stamps = numbers("TIMESTAMP", int)
+    if (bad := np.flatnonzero(stamps.isna())).size:
+        raise PriceFormatError(f"{name}: Data[{bad[0]}]: field 'TIMESTAMP' is not an integer: None")
+    instrument = raw["INSTRUMENT"].fillna("BTC-USD") if "INSTRUMENT" in raw else pd.Series(["BTC-USD"] * len(raw))
+    out = pd.DataFrame({"date": pd.to_datetime(stamps.astype(np.int64), unit="s").dt.normalize(),
+                        "currency": instrument.astype(str).str.rsplit("-", n=1).str[-1]})
     for field in ("CLOSE", "OPEN", "HIGH", "LOW"):
-        value = entry.get(field)
-        if field != "CLOSE" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise PriceFormatError(f"{where}: field '{field}' is not a positive price: {value!r}")
-        row[field.lower()] = float(value)
-    return row
+        values = numbers(field, (int, float)).to_numpy(np.float64)
+        ok = np.isfinite(values) & (values > 0)
+        if field != "CLOSE":
+            ok |= np.isnan(values)
+        if (bad := np.flatnonzero(~ok)).size:
+            value = data[bad[0]].get(field)
+            raise PriceFormatError(f"{name}: Data[{bad[0]}]: field '{field}' is not a positive price: {value!r}")
+        out[field.lower()] = values
+    step = out["date"].diff()
+    if (bad := np.flatnonzero(step <= pd.Timedelta(0))).size:
+        i = int(bad[0])
+        kind = "duplicate date" if step.iloc[i] == pd.Timedelta(0) else "dates out of order"
+        raise PriceFormatError(f"{name}: Data[{i}]: field 'TIMESTAMP': {kind} ({out['date'].iloc[i].date()})")
+    return prices.table(out)
 
 
 def _midnight(day: dt.date) -> int:

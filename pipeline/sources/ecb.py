@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from currency_converter import CurrencyConverter, RateNotFoundError
 
 from pipeline.errors import PipelineError
@@ -35,15 +36,15 @@ def history() -> tuple[dt.date, dt.date]:
     return bounds.first_date, bounds.last_date
 
 
-def convert(days: Sequence[dt.date], usd: np.ndarray, currency: str, where: str) -> np.ndarray:
-    """``usd`` <f>[days] in ``currency`` at each day's ECB reference rate; ``where`` (the
-    source file) is named in errors."""
+def convert(days: Sequence[dt.date] | pd.DatetimeIndex, usd: np.ndarray, currency: str, where: str) -> np.ndarray:
+    """``usd`` <f>[days] in ``currency`` at each day's ECB reference rate <float64>[days];
+    ``where`` (the source file) is named in errors."""
     c = _converter()
     if currency not in c.currencies:
         raise RateError(f"{where}: the ECB reference rates have no {currency!r}; "
                         f"they cover {', '.join(sorted(c.currencies))}")
     out = np.empty(len(days), np.float64)
-    for i, (day, price) in enumerate(zip(days, usd)):
+    for i, (day, price) in enumerate(zip(pd.DatetimeIndex(days).date, usd)):
         try:
             out[i] = c.convert(float(price), "USD", currency, date=day)
         except RateNotFoundError:
@@ -51,4 +52,4 @@ def convert(days: Sequence[dt.date], usd: np.ndarray, currency: str, where: str)
             raise RateError(f"{where}: no ECB USD/{currency} rate for {day} (the shipped history runs "
                             f"{first}..{last}); set forecast.data.first_day, or use a source with "
                             f"{currency} prices (coindesk-api)") from None
-    return out.astype(np.float32)
+    return out

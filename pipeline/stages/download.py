@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import requests
 
 from pipeline import artifacts
@@ -83,11 +84,11 @@ def refresh_prices(source: PriceSource, policy: FetchPolicy, today: dt.date,
                           "must be BASE-QUOTE pairs with distinct quote currencies")
     folder = Path(source.raw)
     table = folder / prices.TABLE_FILE
-    stored = prices.from_csv(table.read_text(encoding="utf-8"), str(table)) if table.exists() else []
+    stored = prices.from_csv(table.read_text(encoding="utf-8"), str(table)) if table.exists() else prices.table()
     last = prices.last_dates(stored)
     until = today - dt.timedelta(days=1)  # today's bar is not closed yet
     pages: dict[Path, bytes] = {}
-    fresh: list[dict] = []
+    fresh: list[pd.DataFrame] = []
     for instrument, currency in zip(api.instruments, currencies):
         since = last[currency] + dt.timedelta(days=1) if currency in last else api.since
         if since > until:
@@ -95,9 +96,10 @@ def refresh_prices(source: PriceSource, policy: FetchPolicy, today: dt.date,
             continue
         for body, rows in coindesk_api.fetch_pages(source.url, api.market, instrument, since, until,
                                                    api.key_env, policy, session, sleep):
-            pages[folder / RESPONSES / instrument / f"{rows[0]['date']}_{rows[-1]['date']}.json"] = body
-            fresh.extend(r for r in rows if since <= r["date"] <= until)
-    merged, added = prices.merge_days(stored, fresh)
+            span = rows["date"].dt.strftime("%Y-%m-%d")
+            pages[folder / RESPONSES / instrument / f"{span.iloc[0]}_{span.iloc[-1]}.json"] = body
+            fresh.append(rows[rows["date"].between(pd.Timestamp(since), pd.Timestamp(until))])
+    merged, added = prices.merge_days(stored, pd.concat(fresh) if fresh else prices.table())
     prices.validate(merged, str(table))
     if not added:
         print(f"download@forecast: nothing new; {table} unchanged")
@@ -107,18 +109,17 @@ def refresh_prices(source: PriceSource, policy: FetchPolicy, today: dt.date,
     artifacts.write_text(table, prices.to_csv(merged))
     artifacts.write_json(folder / REPORT, _report(merged, today))
     for currency in currencies:
-        for a, b in prices.gaps(r["date"] for r in merged if r["currency"] == currency):
+        for a, b in prices.gaps(merged.loc[merged["currency"] == currency, "date"]):
             print(f"download@forecast: {currency} has no data for {a}..{b}", file=sys.stderr)
     print(f"download@forecast: {added} new day(s) -> {table} ({len(merged)} rows)")
     return added
 
 
-def _report(rows: list[dict], today: dt.date) -> dict:
+def _report(table: pd.DataFrame, today: dt.date) -> dict:
     out: dict = {"refreshed": today.isoformat(), "series": {}}
-    for currency in sorted({r["currency"] for r in rows}):
-        days = [r["date"] for r in rows if r["currency"] == currency]
+    for currency, days in table.groupby("currency")["date"]:
         out["series"][currency] = {
-            "first": days[0].isoformat(), "last": days[-1].isoformat(), "days": len(days),
+            "first": days.min().date().isoformat(), "last": days.max().date().isoformat(), "days": len(days),
             "gaps": [[a.isoformat(), b.isoformat()] for a, b in prices.gaps(days)],
         }
     return out
