@@ -28,7 +28,8 @@ STAGES = {
     "train_charlm": "train the character LM with truncated BPTT (variant: the cell)",
     "evaluate_charlm": "validation nats/char and bits/char; write a generated sample",
     "prepare_forecast": "parse the price history; cut leak-free train/test windows",
-    "baseline_forecast": "naive, drift, AutoARIMA and AutoETS forecasts for every test window",
+    "baseline_forecast": "naive, drift, AutoARIMA, AutoETS (AutoTheta) forecasts and intervals for every test window",
+    "backtest_forecast": "rolling-origin backtest: the network refitted per fold and the baselines, per horizon",
     "train_forecast": "train the seq2seq price forecaster (variant: the cell)",
     "evaluate_forecast": "errors by horizon beside the baselines; forecast plot",
 }

@@ -380,6 +380,14 @@ class ForecastBaselines:
 
 
 @dataclass(frozen=True)
+class ForecastBacktest:
+    cell: Cell  # the network cell retrained at each fold
+    every: PosInt  # days between forecast origins
+    min_history: PosInt  # days before the first origin: the first fold's training data
+    folds: PosInt  # the network is retrained this many times, on every window before the fold's first origin
+
+
+@dataclass(frozen=True)
 class ForecastEvaluate:
     plot_windows: NonNegInt
 
@@ -399,6 +407,7 @@ class Forecast:
     model: ForecastModel
     train: ForecastTrain
     baselines: ForecastBaselines
+    backtest: ForecastBacktest
     evaluate: ForecastEvaluate
     serve: ForecastServe
 
@@ -433,11 +442,27 @@ def model_kwargs(model: NmtModel | CharlmModel | ForecastModel, cell: str) -> di
 
 
 # --- loading -------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently, so an edit pasted beside the old block would be lost)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raises :class:`ParamsError` naming the key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as err:

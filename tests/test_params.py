@@ -152,3 +152,18 @@ def test_model_kwargs_swap_the_cells_list_for_one_cell(real_params_dict):
     kwargs = P.model_kwargs(params.charlm.model, "gru")
     assert kwargs["cell"] == "gru" and "cells" not in kwargs
     assert kwargs["hidden"] == params.charlm.model.hidden
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a block pasted beside the old
+    one would quietly replace it."""
+    text = (ROOT / "params.yaml").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  backtest:"))
+    block = [lines[at]] + [line for line in lines[at + 1:at + 12] if line.startswith("    ")][:4]
+    doubled = tmp_path / "params.yaml"
+    doubled.write_text("\n".join(lines[:at] + block + lines[at:]) + "\n")
+    with pytest.raises(P.ParamsError, match=rf"{doubled}: not valid YAML: [\s\S]*found the key 'backtest' twice "
+                                            rf"\(first on line {at + 1}\)[\s\S]*line {at + len(block) + 1}"):
+        P.load(doubled)
+    assert P.load(ROOT / "params.yaml").forecast.backtest.every > 0

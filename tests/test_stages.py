@@ -33,6 +33,7 @@ def workdir(tmp_path_factory, tiny_params):
             run(f"prepare_{workload}", tiny_params)
             if workload == "forecast":
                 run("baseline_forecast", tiny_params)
+                run("backtest_forecast", tiny_params)
             run(f"train_{workload}", tiny_params, CELL[workload])
             run(f"evaluate_{workload}", tiny_params, CELL[workload])
     return path
@@ -156,6 +157,38 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     fit_on = baselines.histories(windows["series"], starts, p.data.input_len, p.baselines.fit_days)
     assert fit_on.shape == (len(starts), p.baselines.fit_days)
     np.testing.assert_array_equal(fit_on[:, -1], windows["series"][starts + p.data.input_len - 1, 0])
+
+
+def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_params):
+    p = tiny_params.forecast
+    m = read_metrics(workdir, "backtest.json")
+    windows = artifacts.read_npz(workdir / p.paths.prepared / "windows.npz")
+    from pipeline.evaluation import backtest
+
+    origins = backtest.origins(len(windows["series"]), p.data.output_len, p.backtest.every, p.backtest.min_history)
+    assert m["origins"] == len(origins) and m["folds"] == p.backtest.folds
+    assert m["last_origin"] == str(windows["dates"][len(windows["series"]) - p.data.output_len])
+    methods = ("model", "naive", "drift", *p.baselines.methods)
+    for name in methods:
+        assert 0 < m[f"{name}_mase"] and 0 <= m[f"{name}_beats_naive_at"] <= p.data.output_len, name
+        groups = [m[f"{name}_mase_h{a}_{b}"] for a, b in backtest.groups(p.data.output_len)]
+        assert min(groups) <= m[f"{name}_mase"] <= max(groups)
+    assert m["naive_beats_naive_at"] == 0
+    for name in methods[1:]:  # statsforecast's intervals, on the same origins
+        assert 0 <= m[f"{name}_coverage80"] <= m[f"{name}_coverage95"] <= 1
+    by_h = json.loads((workdir / "metrics/backtest-horizon.json").read_text())
+    assert by_h["origins"] == [str(windows["dates"][o]) for o in origins]
+    for name in methods:
+        assert len(by_h[name]["mase"]) == p.data.output_len
+        assert all(lo <= mid <= hi for lo, mid, hi in zip(by_h[name]["mase_lo"], by_h[name]["mase"], by_h[name]["mase_hi"]))
+        assert by_h["beats_naive_at"][name] == [h + 1 for h in range(p.data.output_len)
+                                                if by_h[name]["dm"][h] < 0 and by_h[name]["dm_p"][h] < 0.05]
+    # naive's MASE at horizon 1 is its error over the in-sample naive error: near 1 on a random walk
+    assert 0.5 < by_h["naive"]["mase"][0] < 2.0
+    rows = (workdir / "plots/backtest-horizon.csv").read_text().splitlines()
+    assert rows[0].startswith("step,model_mase,naive_mase,drift_mase,autoarima_mase,autoets_mase")
+    assert len(rows) == 1 + p.data.output_len
+    assert (workdir / "plots/backtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_baseline_params_and_stale_baselines_are_clear_errors(workdir, tiny_params, monkeypatch):

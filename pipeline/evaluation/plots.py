@@ -78,3 +78,26 @@ def save_future(
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+def save_backtest(target: str | Path, by_method: dict[str, dict[str, np.ndarray]], title: str) -> None:
+    """MASE per horizon step with its 95 % confidence band, one line per method, and
+    naive's MASE for reference (a line below it is better than tomorrow = today).
+
+    Args:
+        by_method: method -> {"mase", "mase_lo", "mase_hi"} <float>[horizon].
+    """
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, scored in by_method.items():
+        steps = np.arange(1, len(scored["mase"]) + 1)
+        style = {"color": "black", "ls": "--", "lw": 1.2} if name == "naive" else {"lw": 1.6 if name == "model" else 1.0}
+        line, = ax.plot(steps, scored["mase"], label=name, **style)
+        ax.fill_between(steps, scored["mase_lo"], scored["mase_hi"], color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("horizon (days after the last observed day)")
+    ax.set_ylabel("MASE (mean over origins, 95 % CI)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
