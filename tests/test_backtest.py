@@ -73,9 +73,10 @@ def test_score_and_beats_naive():
     scale = np.full(50, 2.0)
     perfect = backtest.score(truth, truth, scale, naive, every=30)
     assert np.all(perfect["mae"] == 0) and np.all(perfect["mase"] == 0)
-    assert backtest.beats_naive(perfect) == [1, 2, 3, 4, 5]
+    assert backtest.beats_naive(perfect) == [1, 2, 3, 4, 5] and backtest.loses_to_naive(perfect) == []
+    assert backtest.loses_to_naive(backtest.score(naive, truth, scale, truth, every=30)) == [1, 2, 3, 4, 5]
     itself = backtest.score(naive, truth, scale, naive, every=30)
-    assert backtest.beats_naive(itself) == [] and np.allclose(itself["dm_p"], 1.0)
+    assert backtest.beats_naive(itself) == backtest.loses_to_naive(itself) == [] and np.allclose(itself["dm_p"], 1.0)
     assert np.allclose(itself["mase"], np.abs(naive - truth).mean(axis=0) / 2.0)
     assert backtest.groups(40) == [(1, 10), (11, 20), (21, 30), (31, 40)]
 

@@ -100,6 +100,11 @@ def beats_naive(scored: dict, alpha: float = 0.05) -> list[int]:
     return [h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"])) if stat < 0 and p < alpha]
 
 
+def loses_to_naive(scored: dict, alpha: float = 0.05) -> list[int]:
+    """Horizon steps (1-based) where the method's error is higher than naive's, p < ``alpha``."""
+    return [h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"])) if stat > 0 and p < alpha]
+
+
 def groups(horizon: int, size: int = 10) -> list[tuple[int, int]]:
     """Horizon steps in groups of ``size`` (1-based, inclusive): (1, 10), (11, 20), ..."""
     return [(a, min(a + size - 1, horizon)) for a in range(1, horizon + 1, size)]

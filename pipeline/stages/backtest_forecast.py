@@ -9,7 +9,8 @@ statsforecast's own cross-validation on the same origins, each fitted on the
 ``forecast.baselines.fit_days`` days before it.
 
 Outputs: ``metrics/backtest.json`` (per method: MAE, MASE overall and per group of ten
-horizon steps, the horizons where it beats naive by a Diebold-Mariano test at 5 %, and
+horizon steps, the horizons where a Diebold-Mariano test at 5 % says it beats naive or
+loses to it, and
 the baselines' 80 %/95 % interval coverage and score), ``metrics/backtest-horizon.json``
 (every number per horizon step), ``plots/backtest-horizon.csv`` and ``plots/backtest.png``
 (MASE per horizon with 95 % confidence bands).
@@ -96,6 +97,7 @@ def run(params: Params, variant: str | None = None) -> None:
         for lo, hi in groups:
             summary[f"{name}_mase_h{lo}_{hi}"] = round(float(ratios[:, lo - 1:hi].mean()), 4)
         summary[f"{name}_beats_naive_at"] = len(backtest.beats_naive(s))
+        summary[f"{name}_loses_to_naive_at"] = len(backtest.loses_to_naive(s))
     for name, levels in cv.intervals.items():
         for level, (lo, hi) in levels.items():
             got = metrics.interval_scores(lo, hi, truth, level)
@@ -104,6 +106,7 @@ def run(params: Params, variant: str | None = None) -> None:
     artifacts.write_json(Path(p.paths.metrics) / "backtest-horizon.json", provenance.stamped({
         "horizon": list(range(1, horizon + 1)), "origins": [str(dates[o]) for o in origins],
         "beats_naive_at": {name: backtest.beats_naive(s) for name, s in scored.items()},
+        "loses_to_naive_at": {name: backtest.loses_to_naive(s) for name, s in scored.items()},
         **{name: {k: [round(float(x), 4) for x in v] for k, v in s.items()} for name, s in scored.items()},
     }))
     plot_dir = Path(p.paths.plots)
@@ -115,6 +118,7 @@ def run(params: Params, variant: str | None = None) -> None:
     plots.save_backtest(plot_dir / "backtest.png", scored,
                         title=f"backtest: {len(origins)} origins {dates[origins[0]]}..{dates[origins[-1]]}, "
                               f"every {b.every} days ({b.cell}, retrained at {summary['folds']} folds)")
-    shown = ", ".join(f"{name} {summary[f'{name}_mase']:.3f} (beats naive at {summary[f'{name}_beats_naive_at']})"
+    shown = ", ".join(f"{name} {summary[f'{name}_mase']:.3f} (better than naive at "
+                      f"{summary[f'{name}_beats_naive_at']}, worse at {summary[f'{name}_loses_to_naive_at']})"
                       for name in scored)
     print(f"backtest_forecast: MASE over {len(origins)} origins: {shown}")
