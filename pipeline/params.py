@@ -380,6 +380,11 @@ class ForecastBaselines:
 
 
 @dataclass(frozen=True)
+class ForecastIntervals:
+    calibration_days: PosInt  # days before a cut that a calibration twin is not trained on; its errors there give the widths
+
+
+@dataclass(frozen=True)
 class ForecastBacktest:
     cell: Cell  # the network cell retrained at each fold
     every: PosInt  # days between forecast origins
@@ -407,6 +412,7 @@ class Forecast:
     model: ForecastModel
     train: ForecastTrain
     baselines: ForecastBaselines
+    intervals: ForecastIntervals
     backtest: ForecastBacktest
     evaluate: ForecastEvaluate
     serve: ForecastServe

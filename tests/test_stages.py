@@ -174,8 +174,9 @@ def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_para
         groups = [m[f"{name}_mase_h{a}_{b}"] for a, b in backtest.groups(p.data.output_len)]
         assert min(groups) <= m[f"{name}_mase"] <= max(groups)
     assert m["naive_beats_naive_at"] == m["naive_loses_to_naive_at"] == 0
-    for name in methods[1:]:  # statsforecast's intervals, on the same origins
+    for name in methods:  # the network's conformal intervals and statsforecast's, on the same origins
         assert 0 <= m[f"{name}_coverage80"] <= m[f"{name}_coverage95"] <= 1
+        assert 0 < m[f"{name}_interval_score80"] and 0 <= m[f"{name}_coverage95_worst_gap"] <= 1
     by_h = json.loads((workdir / "metrics/backtest-horizon.json").read_text())
     assert by_h["origins"] == [str(windows["dates"][o]) for o in origins]
     for name in methods:
@@ -184,6 +185,8 @@ def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_para
         assert by_h["beats_naive_at"][name] == [h + 1 for h in range(p.data.output_len)
                                                 if by_h[name]["dm"][h] < 0 and by_h[name]["dm_p"][h] < 0.05]
         assert len(by_h["loses_to_naive_at"][name]) == m[f"{name}_loses_to_naive_at"]
+        gap = max(abs(c - 0.95) for c in by_h[name]["coverage95"])
+        assert gap == pytest.approx(m[f"{name}_coverage95_worst_gap"], abs=1e-4)
     # naive's MASE at horizon 1 is its error over the in-sample naive error: near 1 on a random walk
     assert 0.5 < by_h["naive"]["mase"][0] < 2.0
     rows = (workdir / "plots/backtest-horizon.csv").read_text().splitlines()

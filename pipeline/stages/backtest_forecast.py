@@ -6,18 +6,21 @@ The network (``forecast.backtest.cell``, trained as ``forecast.train`` says) is 
 ``folds`` times on an expanding window: each fold's model sees only windows that end
 before the fold's first origin, so no origin sees its future. The baselines go through
 statsforecast's own cross-validation on the same origins, each fitted on the
-``forecast.baselines.fit_days`` days before it.
+``forecast.baselines.fit_days`` days before it. The network's 80 % and 95 % intervals are
+split conformal, calibrated per fold by a twin trained without the
+``forecast.intervals.calibration_days`` days before its first origin.
 
 Outputs: ``metrics/backtest.json`` (per method: MAE, MASE overall and per group of ten
 horizon steps, the horizons where a Diebold-Mariano test at 5 % says it beats naive or
-loses to it, and
-the baselines' 80 %/95 % interval coverage and score), ``metrics/backtest-horizon.json``
+loses to it, and every method's 80 %/95 % interval coverage, its worst gap to nominal
+over the horizon steps, and the interval score), ``metrics/backtest-horizon.json``
 (every number per horizon step), ``plots/backtest-horizon.csv`` and ``plots/backtest.png``
 (MASE per horizon with 95 % confidence bands).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -26,7 +29,14 @@ from tqdm.auto import tqdm
 
 from pipeline import artifacts
 from pipeline.data import windows
-from pipeline.evaluation import backtest, baselines, metrics, plots, provenance
+from pipeline.evaluation import (
+    backtest,
+    baselines,
+    conformal,
+    metrics,
+    plots,
+    provenance,
+)
 from pipeline.inference import forecasting
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Params, ParamsError
@@ -36,29 +46,63 @@ from pipeline.training.loop import fit
 METRICS_FILE = "backtest.json"
 
 
-def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray) -> np.ndarray:
+def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
+                      ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """The network's forecasts <float64>[origins, horizon] of the first feature, one
-    model per fold, each trained on the windows that end before its fold's first origin."""
+    model per fold, and their conformal intervals per level ``(lo, hi)``.
+
+    Each fold trains two models from the same seed. The forecaster sees every window that
+    ends before the fold's first origin. Its calibration twin sees only those that end
+    ``intervals.calibration_days`` earlier; its errors on the windows whose targets fall
+    in those days give the interval widths (:mod:`pipeline.evaluation.conformal`), which
+    are put around the forecaster's points. Holding the days out of the forecaster itself
+    cost accuracy (MASE 11.48 against 9.72 on the default backtest), so the twin stands in
+    for it; the twin, trained on less, errs a little more, which errs on the side of wider
+    intervals. Nothing a fold uses comes from on or after its first origin."""
     p, b = params.forecast, params.forecast.backtest
-    input_len, horizon = p.data.input_len, p.data.output_len
+    input_len, horizon, held = p.data.input_len, p.data.output_len, p.intervals.calibration_days
     inputs, _ = windows.gather(series, origins - input_len, input_len, horizon, p.data.targets)
+    scale = windows.naive_scale(inputs).astype(np.float64)
     pred = np.empty((len(origins), horizon))
+    bounds = {level: (np.empty_like(pred), np.empty_like(pred)) for level in conformal.LEVELS}
     groups = backtest.folds(origins, b.folds)
     position = 0
-    for k, fold in enumerate(groups, start=1):
-        starts = backtest.train_starts(int(fold[0]), input_len, horizon, p.data.stride)
+
+    def trained(starts: np.ndarray, desc: str) -> forecasting.Loaded:
         if len(starts) < p.train.batch_size:
-            raise ParamsError(f"params.yaml: 'forecast.backtest.min_history' is {b.min_history}: the first fold "
+            raise ParamsError(f"params.yaml: 'forecast.backtest.min_history' is {b.min_history}: {desc} "
                               f"has {len(starts)} training windows, fewer than one batch "
                               f"({p.train.batch_size}); raise it")
-        job, config = forecast_job.make_job(p, b.cell, series, starts, f"backtest_forecast fold {k}/{len(groups)}")
+        job, config = forecast_job.make_job(p, b.cell, series, starts, desc)
         state, _ = fit(job)
-        model = forecasting.Loaded(Path(f"backtest fold {k}"), Forecaster(**config["model"]), state.params,
-                                   input_len, horizon, tuple(p.data.features), p.data.targets)
+        return forecasting.Loaded(Path(desc), Forecaster(**config["model"]), state.params,
+                                  input_len, horizon, tuple(p.data.features), p.data.targets)
+
+    for k, fold in enumerate(groups, start=1):
+        first = int(fold[0])
+        calibration = np.arange(first - held - input_len, first - input_len - horizon + 1)
+        if len(calibration) < min_calibration_windows():
+            raise ParamsError(f"params.yaml: 'forecast.intervals.calibration_days' is {held}: that leaves "
+                              f"{len(calibration)} calibration windows of {input_len} + {horizon} days; "
+                              f"{max(conformal.LEVELS)} % intervals need at least {min_calibration_windows()}")
+        desc = f"backtest_forecast fold {k}/{len(groups)}"
+        model = trained(backtest.train_starts(first, input_len, horizon, p.data.stride), desc)
+        twin = trained(backtest.train_starts(first - held, input_len, horizon, p.data.stride),
+                       f"{desc}, calibration twin")
+        cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon)
+        widths = conformal.calibrate(forecasting.predict(twin, cal_inputs)[..., 0], cal_truth[..., 0],
+                                     windows.naive_scale(cal_inputs))
         rows = slice(position, position + len(fold))
         pred[rows] = forecasting.predict(model, inputs[rows])[..., 0]
+        for level, (lo, hi) in conformal.intervals(pred[rows], scale[rows], widths).items():
+            bounds[level][0][rows], bounds[level][1][rows] = lo, hi
         position += len(fold)
-    return pred
+    return pred, bounds
+
+
+def min_calibration_windows() -> int:
+    """The fewest calibration windows whose corrected rank exists at every level."""
+    return max(math.ceil(100 / (100 - level)) - 1 for level in conformal.LEVELS)
 
 
 def run(params: Params, variant: str | None = None) -> None:
@@ -77,7 +121,8 @@ def run(params: Params, variant: str | None = None) -> None:
                f"{dates[origins[-1]]}; {b.cell} retrained at {min(b.folds, len(origins))} folds")
 
     began = time.perf_counter()
-    forecasts = {"model": network_forecasts(params, series, origins)}
+    model_pred, model_bounds = network_forecasts(params, series, origins)
+    forecasts = {"model": model_pred}
     network_seconds = time.perf_counter() - began
     began = time.perf_counter()
     cv = baselines.cross_validate(series[:, 0], horizon, origins, p.baselines.fit_days, tuple(p.baselines.methods))
@@ -98,10 +143,13 @@ def run(params: Params, variant: str | None = None) -> None:
             summary[f"{name}_mase_h{lo}_{hi}"] = round(float(ratios[:, lo - 1:hi].mean()), 4)
         summary[f"{name}_beats_naive_at"] = len(backtest.beats_naive(s))
         summary[f"{name}_loses_to_naive_at"] = len(backtest.loses_to_naive(s))
-    for name, levels in cv.intervals.items():
+    for name, levels in {"model": model_bounds, **cv.intervals}.items():
         for level, (lo, hi) in levels.items():
             got = metrics.interval_scores(lo, hi, truth, level)
             summary.update({f"{name}_{k}{level}": round(float(got[k]), 4) for k in ("coverage", "interval_score")})
+            by_step = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
+            scored[name][f"coverage{level}"] = by_step
+            summary[f"{name}_coverage{level}_worst_gap"] = round(float(np.max(np.abs(by_step - level / 100))), 4)
     artifacts.write_json(Path(p.paths.metrics) / METRICS_FILE, provenance.stamped(summary))
     artifacts.write_json(Path(p.paths.metrics) / "backtest-horizon.json", provenance.stamped({
         "horizon": list(range(1, horizon + 1)), "origins": [str(dates[o]) for o in origins],
@@ -113,7 +161,9 @@ def run(params: Params, variant: str | None = None) -> None:
     artifacts.write_csv(plot_dir / "backtest-horizon.csv", [
         {"step": h + 1, **{f"{name}_mase": float(scored[name]["mase"][h]) if name in scored else ""
                            for name in ("model", *baselines.ALWAYS, *baselines.METHODS)},
-         "model_mase_lo": float(scored["model"]["mase_lo"][h]), "model_mase_hi": float(scored["model"]["mase_hi"][h])}
+         "model_mase_lo": float(scored["model"]["mase_lo"][h]), "model_mase_hi": float(scored["model"]["mase_hi"][h]),
+         **{f"{name}_coverage{level}": float(scored[name][f"coverage{level}"][h])
+            for name in ("model", "naive") for level in conformal.LEVELS}}
         for h in range(horizon)])
     plots.save_backtest(plot_dir / "backtest.png", scored,
                         title=f"backtest: {len(origins)} origins {dates[origins[0]]}..{dates[origins[-1]]}, "
@@ -122,3 +172,6 @@ def run(params: Params, variant: str | None = None) -> None:
                       f"{summary[f'{name}_beats_naive_at']}, worse at {summary[f'{name}_loses_to_naive_at']})"
                       for name in scored)
     print(f"backtest_forecast: MASE over {len(origins)} origins: {shown}")
+    print("backtest_forecast: the network's interval coverage " + ", ".join(
+        f"{summary[f'model_coverage{level}']:.3f} for {level} % (worst step off by "
+        f"{summary[f'model_coverage{level}_worst_gap']:.3f})" for level in conformal.LEVELS))
