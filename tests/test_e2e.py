@@ -51,7 +51,7 @@ def test_changed_parameter_reruns_only_its_branch(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     stale = set(json.loads(dvc(repo, "status", "--json").stdout))
-    assert stale == {"train_forecast@gru", "train_forecast@lstm"}
+    assert stale == {"train_forecast@gru", "train_forecast@lstm", "backtest_forecast"}  # it trains the cell too
     out = dvc(repo, "repro")
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == stale | {"evaluate_forecast@gru", "evaluate_forecast@lstm"}
@@ -59,8 +59,8 @@ def test_changed_parameter_reruns_only_its_branch(repo):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "wider forecaster")
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD~1", "--json").stdout)
-    assert set(diff) <= {"metrics/forecast-gru.json", "metrics/forecast-lstm.json"}
-    assert "mae" in diff["metrics/forecast-gru.json"]
+    assert set(diff) <= {"metrics/forecast-gru.json", "metrics/forecast-lstm.json", "metrics/backtest.json"}
+    assert "mae" in diff["metrics/forecast-gru.json"] and "model_mase" in diff["metrics/backtest.json"]
     params_diff = json.loads(dvc(repo, "params", "diff", "HEAD~1", "--json").stdout)
     change = params_diff["params.yaml"]["forecast.model.hidden"]
     assert (change["old"], change["new"]) == (8, 12)
@@ -72,9 +72,10 @@ def test_a_reviewers_workflow_works_offline(repo):
     diff (a page that needs no network) and rnnpipe report against the last commit."""
     out = dvc(repo, "exp", "run", "-S", "forecast.train.learning_rate=0.02")
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_forecast@gru", "train_forecast@lstm", "evaluate_forecast@gru", "evaluate_forecast@lstm"}
+    assert ran == {"train_forecast@gru", "train_forecast@lstm", "evaluate_forecast@gru", "evaluate_forecast@lstm",
+                   "backtest_forecast"}
     diff = json.loads(dvc(repo, "metrics", "diff", "HEAD", "--json").stdout)
-    assert set(diff) <= {"metrics/forecast-gru.json", "metrics/forecast-lstm.json"} and diff
+    assert set(diff) <= {"metrics/forecast-gru.json", "metrics/forecast-lstm.json", "metrics/backtest.json"} and diff
     dvc(repo, "plots", "diff", "HEAD", "-o", "review")
     page = (repo / "review/index.html").read_text()
     assert "vegaEmbed('#forecast-loss'" in page and "<script src" not in page
