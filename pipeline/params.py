@@ -356,6 +356,7 @@ class ForecastModel:
 @dataclass(frozen=True)
 class ForecastTrain:
     seed: int
+    seeds: Annotated[int, Range(ge=1, le=32)]  # the model is the mean of this many networks, from seeds seed, seed + 1, ...
     steps: PosInt
     batch_size: PosInt
     optimizer: Literal["adam", "rmsprop"]
@@ -403,6 +404,7 @@ class ForecastServe:
     dir: str  # the served model (model/), decisions.jsonl and the latest forecast
     recent_windows: PosInt  # candidate and served model are compared on the newest test windows
     tolerance: NonNegFloat  # promote when candidate MASE <= served MASE * (1 + tolerance)
+    branch: str | None  # commit each refresh's dvc.lock, metrics and decision to this git branch; None: off
 
 
 @dataclass(frozen=True)

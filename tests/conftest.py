@@ -65,7 +65,7 @@ def tiny_overrides(root: Path | None = None) -> dict:
         "forecast": {
             "data": {"stride": 5},  # a fifth of the test windows: AutoARIMA fits each one
             "model": {"hidden": 8, "layers": 1},
-            "train": {"steps": 6, "batch_size": 8, "log_every": 3},
+            "train": {"steps": 6, "batch_size": 8, "log_every": 3, "seeds": 2},
             "intervals": {"calibration_days": 60},
             "backtest": {"every": 180, "folds": 2},
             "evaluate": {"plot_windows": 2},

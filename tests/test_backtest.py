@@ -93,18 +93,22 @@ def test_no_fold_sees_its_future(tiny_params):
     series = (100 + np.cumsum(np.random.default_rng(4).normal(size=(1300, 1)), axis=0)).astype(np.float32)
     origins = backtest.origins(len(series), p.data.output_len, 200, 400)
     first, last = backtest.folds(origins, 2)
-    pred, bounds = backtest_forecast.network_forecasts(params, series, origins)
+    before = backtest_forecast.network_forecasts(params, series, origins)
     changed = series.copy()
     changed[first[0]:] += np.random.default_rng(5).normal(0.0, 5.0, size=changed[first[0]:].shape).astype(np.float32)
-    again, again_bounds = backtest_forecast.network_forecasts(params, changed, origins)
-    np.testing.assert_array_equal(again[:1], pred[:1])  # the first origin: history and model unchanged
-    for level in bounds:  # and its intervals, calibrated on days before it
-        np.testing.assert_array_equal(again_bounds[level][0][:1], bounds[level][0][:1])
-        np.testing.assert_array_equal(again_bounds[level][1][:1], bounds[level][1][:1])
-    assert not np.allclose(again[len(first):], pred[len(first):])
-    lo80, hi80 = bounds[80]
-    lo95, hi95 = bounds[95]
-    assert np.all(lo95 <= lo80) and np.all(lo80 <= pred) and np.all(pred <= hi80) and np.all(hi80 <= hi95)
+    after = backtest_forecast.network_forecasts(params, changed, origins)
+    assert set(before) == {"model", "single"}  # the ensemble and its first network alone
+    for name, (pred, bounds) in before.items():
+        again, again_bounds = after[name]
+        np.testing.assert_array_equal(again[:1], pred[:1])  # the first origin: history and model unchanged
+        for level in bounds:  # and its intervals, calibrated on days before it
+            np.testing.assert_array_equal(again_bounds[level][0][:1], bounds[level][0][:1])
+            np.testing.assert_array_equal(again_bounds[level][1][:1], bounds[level][1][:1])
+        assert not np.allclose(again[len(first):], pred[len(first):])
+        lo80, hi80 = bounds[80]
+        lo95, hi95 = bounds[95]
+        assert np.all(lo95 <= lo80) and np.all(lo80 <= pred) and np.all(pred <= hi80) and np.all(hi80 <= hi95)
+    assert not np.array_equal(before["model"][0], before["single"][0])
 
 
 def test_too_few_calibration_days_are_a_params_error(tiny_params):
@@ -115,6 +119,6 @@ def test_too_few_calibration_days_are_a_params_error(tiny_params):
     params = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
         p, intervals=dataclasses.replace(p.intervals, calibration_days=p.data.output_len + 5)))
     series = (100 + np.cumsum(np.random.default_rng(6).normal(size=(1300, 1)), axis=0)).astype(np.float32)
-    with pytest.raises(ParamsError, match=r"'forecast.intervals.calibration_days' is 45: that leaves 6 calibration "
-                                          r"windows .* 95 % intervals need at least 19"):
+    with pytest.raises(ParamsError, match=r"'forecast.intervals.calibration_days' is 45: backtest_forecast fold 1/2 "
+                                          r"has 6 calibration windows .* 95 % intervals need at least 19"):
         backtest_forecast.network_forecasts(params, series, backtest.origins(1300, p.data.output_len, 200, 400))

@@ -22,8 +22,8 @@ from pipeline import params as P
 from pipeline.data import windows
 from pipeline.models.forecaster import Forecaster
 from pipeline.sources import ecb
-from pipeline.stages import prepare_forecast, train_forecast
-from pipeline.training import optim
+from pipeline.stages import prepare_forecast
+from pipeline.training import forecast_job, optim
 from pipeline.training.losses import forecast_loss
 
 from .conftest import merge
@@ -121,17 +121,14 @@ def test_two_series_are_forecast_and_scored(two_series):
     assert curve[0] == "step\tloss" and len(curve) == 1 + params.forecast.train.steps // params.forecast.train.log_every
 
 
-def test_heldout_loss_is_the_loss_on_the_test_windows(two_series, tiny_params_dict, monkeypatch):
+def test_heldout_loss_is_the_loss_on_the_test_windows(two_series):
     path, params = two_series
-    monkeypatch.chdir(path)
-    job, _ = train_forecast.setup(params, "gru")
-    got = job.evaluate(job.state.params)["valid_loss"]
-    off = P.from_dict(merge(tiny_params_dict, {
-        "sources": {"forecast": {"format": "bpi-json-ecb"}},
-        "forecast": {"data": {"features": ["close", "close_EUR"], "targets": 2, "first_day": "2014-01-01",
-                              "stride": 20}}}))
-    assert train_forecast.setup(off, "gru")[0].evaluate(job.state.params) == {}
     data = artifacts.read_npz(path / "data/prepared/forecast/windows.npz")
+    p = params.forecast
+    job, _ = forecast_job.make_job(p, "gru", data["series"], data["train_starts"], "t", data["test_starts"])
+    got = job.evaluate(job.state.params)["valid_loss"]
+    unwatched, _ = forecast_job.make_job(p, "gru", data["series"], data["train_starts"], "t")
+    assert unwatched.evaluate(job.state.params) == {}
     x, y = windows.gather(data["series"], data["test_starts"], 40, 40, 2)
     xn, yn, _, _ = windows.normalize(x, y)
     pred = job.state.apply_fn({"params": job.state.params}, xn)

@@ -34,3 +34,10 @@ def test_band_of_reads_a_noise_record():
     assert noise.band_of(record, "metrics/nmt-gru.json", "bleu") == 0.8
     assert noise.band_of(record, "metrics/nmt-gru.json", "chrf") is None
     assert noise.band_of({}, "metrics/nmt-gru.json", "bleu") is None
+
+
+def test_seed_spread_is_the_larger_of_old_and_new():
+    diffs = {"mae": {"old": 1.0, "new": 2.0, "diff": 1.0}, "mae_seed_spread": {"old": 50.0, "new": 80.0}}
+    assert noise.seed_spread(diffs, "mae") == 80.0
+    assert noise.seed_spread({"mae_seed_spread": {"new": 3}}, "mae") == 3.0  # a file new in this revision
+    assert noise.seed_spread(diffs, "rmse") is None

@@ -127,3 +127,15 @@ def test_report_warns_when_the_machines_differ(repo, tmp_path):
     (repo / "metrics/charlm-gru.json").write_text(json.dumps({"valid_loss": 1.6, "provenance": intel}))
     md = write_report(repo, "HEAD", None, tmp_path / "r3")
     assert "charlm-gru.json` was produced" not in md and "charlm-gru.json`: the" not in md
+
+
+def test_an_ensembles_own_seed_spread_is_its_noise_band(repo, tmp_path):
+    """evaluate_forecast records the spread of MAE and MASE over the ensemble's seeds; a
+    change no larger than it is within noise, even with no metrics/noise.json."""
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8)], "ensemble", mae=1800.0, mae_seed_spread=80.0,
+           mase=6.0, mase_seed_spread=0.1)
+    commit(repo, 22.5, 2.25, 0.002, [(50, 2.8)], "a refresh", mae=1850.0, mae_seed_spread=70.0,
+           mase=6.5, mase_seed_spread=0.2)
+    md = write_report(repo, "HEAD~1", "HEAD", tmp_path / "r")
+    assert "| metrics/nmt-lstm.json | mae | 1,800 | 1,850 | +50 | ±80 | within noise |" in md
+    assert "| metrics/nmt-lstm.json | mase | 6 | 6.5 | +0.5 | ±0.2 | worse |" in md

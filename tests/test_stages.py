@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline import artifacts
+from pipeline.inference import forecasting
 from pipeline.sources.coindesk import PriceFormatError
 from pipeline.sources.tatoeba import CorpusError
 
@@ -123,6 +124,18 @@ def test_forecast_stages(workdir, tiny_params):
         assert 0 < m[f"{b}_interval_score80"] and 0 < m[f"{b}_interval_score95"], b
         assert len(by_h[b]["coverage95"]) == h
     assert by_h["naive"]["coverage95"][0] > 0.5  # one day ahead, a random walk's 95 % band mostly holds
+    # the model: an ensemble of train.seeds networks, with conformal intervals
+    assert 0 <= m["model_coverage80"] <= m["model_coverage95"] <= 1 and len(by_h["model"]["coverage80"]) == h
+    assert m["seed_mae_min"] < m["seed_mae_max"]  # two seeds, two different networks
+    assert m["mae_seed_spread"] == pytest.approx(m["seed_mae_max"] - m["seed_mae_min"], abs=2e-4)
+    loaded = forecasting.load(workdir / "models/forecast/lstm")
+    assert loaded.seeds == (0, 1) and len(loaded.members) == 2 and set(loaded.widths) == {80, 95}
+    assert np.all(loaded.widths[95] >= loaded.widths[80]) and np.all(loaded.widths[80] > 0)
+    data = artifacts.read_npz(workdir / "data/prepared/forecast/windows.npz")
+    scored = forecasting.on_windows(loaded, data["series"], data["test_starts"])
+    alone = forecasting.forecast_members(loaded.model, loaded.members, scored.inputs)
+    np.testing.assert_allclose(scored.pred, alone.mean(axis=0))  # the forecast is the members' mean
+    assert float(forecasting.errors(scored)["mae"]) == pytest.approx(m["mae"], abs=1e-3)
     png = (workdir / "plots/forecast-lstm.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -168,7 +181,7 @@ def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_para
     origins = backtest.origins(len(windows["series"]), p.data.output_len, p.backtest.every, p.backtest.min_history)
     assert m["origins"] == len(origins) and m["folds"] == p.backtest.folds
     assert m["last_origin"] == str(windows["dates"][len(windows["series"]) - p.data.output_len])
-    methods = ("model", "naive", "drift", *p.baselines.methods)
+    methods = ("model", "single", "naive", "drift", *p.baselines.methods)  # single: the ensemble's first network
     for name in methods:
         assert 0 < m[f"{name}_mase"] and 0 <= m[f"{name}_beats_naive_at"] <= p.data.output_len, name
         groups = [m[f"{name}_mase_h{a}_{b}"] for a, b in backtest.groups(p.data.output_len)]
@@ -190,7 +203,7 @@ def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_para
     # naive's MASE at horizon 1 is its error over the in-sample naive error: near 1 on a random walk
     assert 0.5 < by_h["naive"]["mase"][0] < 2.0
     rows = (workdir / "plots/backtest-horizon.csv").read_text().splitlines()
-    assert rows[0].startswith("step,model_mase,naive_mase,drift_mase,autoarima_mase,autoets_mase")
+    assert rows[0].startswith("step,model_mase,single_mase,naive_mase,drift_mase,autoarima_mase,autoets_mase")
     assert len(rows) == 1 + p.data.output_len
     assert (workdir / "plots/backtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -270,14 +283,33 @@ def test_model_directory_is_self_describing(workdir):
 
     from pipeline.models.forecaster import Forecaster
     from pipeline.models.store import load_model
-    params, config = load_model(workdir / "models/forecast/lstm")
+    members, config = load_model(workdir / "models/forecast/lstm")
     assert config["model"]["cell"] == "lstm" and config["features"] == ["close"]
+    assert config["seeds"] == [0, 1] and sorted(members) == ["0", "1"]  # an ensemble: one tree per seed
+    assert set(config["intervals"]) == {"80", "95"} and config["calibration"]["days"] == 60
+    params = members["1"]
     model = Forecaster(**config["model"])
     inputs = np.zeros((2, config["input_len"], len(config["features"])), np.float32)
     fresh = model.init(jax.random.key(0), inputs)["params"]
     assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(params)
     assert [np.shape(x) for x in jax.tree_util.tree_leaves(fresh)] == [np.shape(x) for x in jax.tree_util.tree_leaves(params)]
     assert model.apply({"params": params}, inputs).shape == (2, config["model"]["output_len"], 1)
+
+
+def test_a_single_network_saved_before_ensembles_still_loads(workdir, tmp_path):
+    """A served model from before ensembles (no seeds, no widths) forecasts as it did,
+    with no intervals."""
+    from pipeline.models.store import load_model, save_model
+
+    members, config = load_model(workdir / "models/forecast/lstm")
+    old = {k: v for k, v in config.items() if k not in ("seeds", "intervals", "calibration")}
+    save_model(tmp_path / "old", members["0"], old)
+    loaded, ensemble = forecasting.load(tmp_path / "old"), forecasting.load(workdir / "models/forecast/lstm")
+    assert loaded.seeds == () and loaded.widths is None and len(loaded.members) == 1
+    inputs = artifacts.read_npz(workdir / "data/prepared/forecast/windows.npz")["series"][None, :config["input_len"]]
+    pred = forecasting.predict(loaded, inputs)
+    np.testing.assert_array_equal(pred, forecasting.forecast_members(ensemble.model, ensemble.members[:1], inputs)[0])
+    assert forecasting.intervals(loaded, inputs, pred[..., 0]) == {}
 
 
 def test_model_bytes_are_a_function_of_the_params(tmp_path):
@@ -420,9 +452,12 @@ def test_forecast_command_writes_the_next_horizon(workdir, tiny_params, tmp_path
     rows = (tmp_path / "fc.csv").read_text().splitlines()
     meta = json.loads((workdir / "data/prepared/forecast/meta.json").read_text())
     result = json.loads((tmp_path / "fc.json").read_text())
-    assert rows[0] == "date,forecast,naive" and len(rows) == 1 + h
+    assert rows[0] == "date,forecast,lo80,hi80,lo95,hi95,naive" and len(rows) == 1 + h
     assert result["last_day"] == meta["last_day"] and result["dates"][0] == "2018-11-21"
-    assert len(result["forecast"]) == h and all(v > 0 for v in result["forecast"])
+    assert len(result["forecast"]) == h and all(v > 0 for v in result["forecast"]) and result["networks"] == 2
+    for row in rows[1:]:  # the 95 % interval holds the 80 % one, which holds the forecast
+        point, lo80, hi80, lo95, hi95, _ = map(float, row.split(",")[1:])
+        assert lo95 <= lo80 <= point <= hi80 <= hi95
     assert (tmp_path / "fc.png").read_bytes()[:4] == b"\x89PNG"
     printed = run_forecast("models/forecast/lstm")
     assert printed.stdout.splitlines()[1].startswith("2018-11-21,")

@@ -5,9 +5,12 @@
 
 Reads the prepared series (``data/prepared/forecast``: every stored day, gaps filled
 as params.yaml says), takes the last ``input_len`` days the model was trained on,
-and forecasts the ``output_len`` days after the last stored one. ``--out PREFIX``
-writes ``PREFIX.csv`` (date, forecast, naive) and ``PREFIX.json``, and with ``--png``
-a plot of the recent history and the forecast. Refresh the data first with
+and forecasts the ``output_len`` days after the last stored one, with the model's 80 %
+and 95 % intervals (split conformal, from days the model's calibration twins did not
+see; their coverage over the whole history is in metrics/backtest.json).
+``--out PREFIX`` writes ``PREFIX.csv`` (date, forecast, lo80, hi80, lo95, hi95, naive)
+and ``PREFIX.json``, and with ``--png`` a plot of the recent history, the forecast and
+its bands. Refresh the data first with
 ``dvc repro -f download@forecast && dvc repro prepare_forecast``.
 """
 
@@ -40,8 +43,10 @@ def last_stored_day(prepared: str | Path) -> str:
 
 
 def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
-    """``({"model", "last_day", "dates", "forecast", "naive"}, plot inputs)`` for the days
-    after the last stored one; the plot inputs are ``(dates, close, future days, forecast)``."""
+    """``({"model", "last_day", "dates", "forecast", "naive", "intervals"}, plot inputs)``
+    for the days after the last stored one; ``intervals`` maps ``"80"`` and ``"95"`` to
+    ``{"lo", "hi"}`` lists (empty for a model saved without widths). The plot inputs are
+    ``(dates, close, future days, forecast, intervals)``."""
     loaded = forecasting.load(model_dir)
     prepared = Path(prepared)
     forecasting.check(loaded, str(prepared), features=artifacts.read_json(prepared / "meta.json")["features"])
@@ -49,32 +54,45 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     series, dates, n = data["series"], data["dates"], loaded.input_len
     if len(series) < n:
         raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
-    every = forecasting.predict(loaded, series[-n:][None])[0]
-    pred = every[:, 0]  # the first forecast series; the others go to the JSON as "also"
+    inputs = series[-n:][None]
+    every = forecasting.predict(loaded, inputs)[0]
+    pred = every[:, 0]
+    bands = {level: (lo[0], hi[0]) for level, (lo, hi) in forecasting.intervals(loaded, inputs, pred[None]).items()}  # the first forecast series; the others go to the JSON as "also"
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
-              "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2)}
+              "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2),
+              "networks": len(loaded.members),
+              "intervals": {str(level): {"lo": [round(float(v), 2) for v in lo], "hi": [round(float(v), 2) for v in hi]}
+                            for level, (lo, hi) in bands.items()}}
     if loaded.outputs > 1:
         result["also"] = {loaded.features[j]: [round(float(v), 2) for v in every[:, j]] for j in range(1, loaded.outputs)}
-    return result, (dates, series[:, 0], future, pred)
+    return result, (dates, series[:, 0], future, pred, bands)
 
 
 def write(model_dir: str | Path, prepared: str | Path, prefix: str | Path, png: bool = False) -> dict:
-    """The forecast as ``PREFIX.csv`` (date, forecast, naive) and ``PREFIX.json``, and with
-    ``png`` a plot of the recent history and the forecast; returns the JSON's content."""
-    result, (dates, close, future, pred) = forecast(model_dir, prepared)
+    """The forecast as ``PREFIX.csv`` (date, forecast, interval bounds, naive) and
+    ``PREFIX.json``, and with ``png`` a plot of the recent history, the forecast and its
+    bands; returns the JSON's content."""
+    result, (dates, close, future, pred, bands) = forecast(model_dir, prepared)
     prefix = Path(prefix)
     artifacts.write_csv(prefix.with_suffix(".csv"), rows(result))
     artifacts.write_json(prefix.with_suffix(".json"), result)
     if png:
-        plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"],
+        plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"], bands,
                           title=f"{model_dir}: {len(pred)} days after {result['last_day']}")
     return result
 
 
 def rows(result: dict) -> list[dict]:
-    return [{"date": d, "forecast": f, "naive": result["naive"]} for d, f in zip(result["dates"], result["forecast"])]
+    """One row per day: date, forecast, ``lo<level>``/``hi<level>`` per interval, naive."""
+    out = []
+    for i, (d, f) in enumerate(zip(result["dates"], result["forecast"])):
+        row = {"date": d, "forecast": f}
+        for level, band in result["intervals"].items():
+            row.update({f"lo{level}": band["lo"][i], f"hi{level}": band["hi"][i]})
+        out.append({**row, "naive": result["naive"]})
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -88,7 +106,8 @@ def main(argv: list[str]) -> int:
               + (f", {prefix}.png" if args.png else ""))
     else:
         result, _ = forecast(args.model, args.prepared)
-        print("date,forecast,naive")
-        for r in rows(result):
-            print(f"{r['date']},{r['forecast']:.2f},{r['naive']:.2f}")
+        table = rows(result)
+        print(",".join(table[0]))
+        for r in table:
+            print(",".join(v if isinstance(v, str) else f"{v:.2f}" for v in r.values()))
     return 0

@@ -8,7 +8,9 @@ network:
   worse (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to
   the baselines down) or *within noise*: no larger than the spread the same metric
   showed over training seeds (``metrics/noise.json``, measured by
-  ``benchmarks/noise.py``; :mod:`pipeline.evaluation.noise`);
+  ``benchmarks/noise.py``; :mod:`pipeline.evaluation.noise`), or, for the forecaster's
+  MAE and MASE, than the spread over its ensemble's seeds that the metrics file itself
+  records (``mae_seed_spread``), whichever is larger;
 - a warning when the two revisions' metrics were produced on different machines or
   software (the ``provenance`` each metrics file records): floats differ across CPUs, so
   part of every difference may come from that;
@@ -156,6 +158,9 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tupl
                 number = isinstance(diff, (int, float))
                 change = f"{diff:+,.4f}".rstrip("0").rstrip(".") if number else "-"
                 band = noise.band_of(bands, path, metric)
+                spread = noise.seed_spread(values, metric)  # an ensemble's own spread over its seeds
+                if spread is not None:
+                    band = spread if band is None else max(band, spread)
                 verdict = noise.classify(metric, diff if number else None, band)
                 shown = "-" if band is None else "±" + _fmt(round(band, 4))
                 changed.append(f"| {path} | {metric} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} | {change} | "

@@ -24,6 +24,11 @@ import numpy as np
 LEVELS = (80, 95)
 
 
+def min_windows(levels: tuple[int, ...] = LEVELS) -> int:
+    """The fewest calibration windows whose corrected rank exists at every level."""
+    return max(math.ceil(100 / (100 - level)) - 1 for level in levels)
+
+
 def calibrate(pred: np.ndarray, truth: np.ndarray, scale: np.ndarray,
               levels: tuple[int, ...] = LEVELS) -> dict[int, np.ndarray]:
     """Per level, the half-width per horizon step in units of the window scale

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
-NEUTRAL = ("pairs", "windows", "count", "signature", "decode")
+NEUTRAL = ("pairs", "windows", "count", "signature", "decode", "coverage")  # coverage: nearest nominal is best
 NOISE_FILE = Path("metrics/noise.json")
 
 
@@ -66,6 +66,17 @@ def classify(metric: str, diff: float | None, band: float | None) -> str:
 def load(text: str | None) -> dict[str, Any]:
     """The parsed noise file, or an empty record when there is none (``text`` None)."""
     return json.loads(text) if text else {}
+
+
+def seed_spread(diffs: Mapping[str, Mapping[str, Any]], metric: str) -> float | None:
+    """The spread over an ensemble's networks that a metrics file records beside
+    ``metric`` (``<metric>_seed_spread``, written by ``evaluate_forecast``), the larger of
+    its old and new values in one file's ``dvc metrics diff`` entries ``diffs``; None when
+    the file has none."""
+    entry = diffs.get(f"{metric}_seed_spread", {})
+    values = [float(v) for v in (entry.get("old"), entry.get("new"))
+              if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(values) if values else None
 
 
 def band_of(noise: Mapping[str, Any], path: str, metric: str) -> float | None:

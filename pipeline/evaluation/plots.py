@@ -60,13 +60,19 @@ def save_future(
     future: list[dt.date],
     pred: np.ndarray,
     naive: float,
+    bands: dict[int, tuple[np.ndarray, np.ndarray]],
     title: str,
     history: int = 120,
 ) -> None:
-    """The last ``history`` days of the series, then the forecast and the naive line."""
+    """The last ``history`` days of the series, then the forecast with its interval
+    ``bands`` (level -> (lo, hi), shaded, widest palest) and the naive line."""
     days = np.array([dt.date.fromisoformat(d) for d in dates[-history:]])
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.plot(days, close[-history:], color="black", lw=1.2, label="history")
+    for level in sorted(bands, reverse=True):
+        lo, hi = bands[level]
+        ax.fill_between(future, lo, hi, color="tab:blue", alpha=0.12 if level >= 90 else 0.25, lw=0,
+                        label=f"{level} % interval")
     ax.plot(future, pred, color="tab:blue", lw=1.5, label="forecast")
     ax.plot(future, [naive] * len(future), color="tab:orange", lw=1.0, ls="--", label="naive (last value)")
     ax.axvline(days[-1], color="grey", lw=0.8, ls=":")

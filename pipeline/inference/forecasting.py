@@ -3,8 +3,13 @@ the served model (:mod:`pipeline.serving.promotion`) and ``rnnpipe forecast`` sh
 
 :func:`load` reads a model directory, :func:`check` says whether it fits the data it is
 about to see (input and output days, features), :func:`predict` turns raw input windows
-into prices, and :func:`on_windows` gathers test windows from a series and forecasts
-them, with the naive scale that MASE divides by; :func:`errors` scores them.
+into prices (the mean of the ensemble's networks) and :func:`intervals` puts the model's
+conformal 80 % and 95 % intervals around them; :func:`on_windows` gathers test windows
+from a series and forecasts them, and :func:`errors` scores them.
+
+A model directory holds one network (``config.json`` without ``seeds``, as written before
+ensembles) or an ensemble: ``params.msgpack`` maps ``"0"``, ``"1"``, ... to each seed's
+parameters, and ``config.json`` names the ``seeds`` and holds the interval widths.
 """
 
 from __future__ import annotations
@@ -16,29 +21,47 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.data import windows
-from pipeline.evaluation import metrics
+from pipeline.evaluation import conformal, metrics
 from pipeline.models.forecaster import Forecaster
 from pipeline.models.store import CheckpointError, load_model
 
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    """A forecaster and its parameters, read from ``directory``."""
+    """A forecaster and its parameters, read from ``directory``: one network, or an
+    ensemble whose forecast is the mean of its ``members``."""
 
     directory: Path
     model: Forecaster
-    params: Any
+    members: tuple[Any, ...]  # one parameter tree per network
     input_len: int
     output_len: int
     features: tuple[str, ...]
     outputs: int  # the first this many features are forecast
+    seeds: tuple[int, ...] = ()  # the members' seeds; () for a single network saved before ensembles
+    widths: dict[int, np.ndarray] | None = None  # conformal half-widths per level, in naive scales
+
+
+def ensemble_params(members: Sequence[Any]) -> dict[str, Any]:
+    """The parameter tree :func:`load` reads back as ``members``."""
+    return {str(i): m for i, m in enumerate(members)}
+
+
+def interval_config(widths: dict[int, np.ndarray]) -> dict[str, list[float]]:
+    """Widths per level as ``config.json`` holds them (keys ``"80"``, ``"95"``)."""
+    return {str(level): [float(x) for x in w] for level, w in widths.items()}
 
 
 def load(model_dir: str | Path) -> Loaded:
     params, config = load_model(model_dir)
-    return Loaded(Path(model_dir), Forecaster(**config["model"]), params, int(config["input_len"]),
+    seeds = tuple(int(s) for s in config.get("seeds", ()))
+    members = tuple(params[str(i)] for i in range(len(seeds))) if seeds else (params,)
+    widths = config.get("intervals")
+    if widths is not None:
+        widths = {int(level): np.asarray(w, np.float64) for level, w in widths.items()}
+    return Loaded(Path(model_dir), Forecaster(**config["model"]), members, int(config["input_len"]),
                   int(config["model"]["output_len"]), tuple(config["features"]),
-                  int(config["model"].get("outputs", 1)))
+                  int(config["model"].get("outputs", 1)), seeds, widths)
 
 
 def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: int | None = None,
@@ -57,12 +80,27 @@ def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: i
                               "retrain it, or prepare the data it was made for")
 
 
+def forecast_members(model: Forecaster, members: Sequence[Any], inputs: np.ndarray) -> np.ndarray:
+    """Each network's forecasts in price units <float32>[members, n, horizon, outputs] for
+    raw input windows <f32>[n, input_len, features]."""
+    inputs_n, _, mean, std = windows.normalize(inputs)
+    return np.stack([windows.denormalize(np.asarray(model.apply({"params": m}, inputs_n)), mean, std)
+                     for m in members])
+
+
 def predict(loaded: Loaded, inputs: np.ndarray) -> np.ndarray:
     """Forecasts in price units <float32>[n, horizon, outputs] for raw input windows
-    <f32>[n, input_len, features]."""
-    inputs_n, _, mean, std = windows.normalize(inputs)
-    pred_n = np.asarray(loaded.model.apply({"params": loaded.params}, inputs_n))
-    return windows.denormalize(pred_n, mean, std)
+    <f32>[n, input_len, features]: the mean of the members' forecasts."""
+    return forecast_members(loaded.model, loaded.members, inputs).mean(axis=0)
+
+
+def intervals(loaded: Loaded, inputs: np.ndarray, pred: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The model's conformal ``(lo, hi)`` <float64>[n, horizon] per level around ``pred``
+    <f>[n, horizon] (the first forecast series) for these input windows; {} for a model
+    saved without interval widths."""
+    if not loaded.widths:
+        return {}
+    return conformal.intervals(pred, windows.naive_scale(inputs), loaded.widths)
 
 
 @dataclasses.dataclass(frozen=True)

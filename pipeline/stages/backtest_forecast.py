@@ -20,7 +20,6 @@ over the horizon steps, and the interval score), ``metrics/backtest-horizon.json
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -41,68 +40,57 @@ from pipeline.inference import forecasting
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Params, ParamsError
 from pipeline.training import forecast_job
-from pipeline.training.loop import fit
 
 METRICS_FILE = "backtest.json"
 
 
 def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
-                      ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """The network's forecasts <float64>[origins, horizon] of the first feature, one
-    model per fold, and their conformal intervals per level ``(lo, hi)``.
+                      ) -> dict[str, tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]]:
+    """The network's forecasts <float64>[origins, horizon] of the first feature, retrained
+    per fold, and their conformal intervals per level ``(lo, hi)``: for ``model``, the
+    ensemble of ``train.seeds`` networks that is served; with more than one seed, also for
+    ``single``, its first network alone.
 
-    Each fold trains two models from the same seed. The forecaster sees every window that
-    ends before the fold's first origin. Its calibration twin sees only those that end
-    ``intervals.calibration_days`` earlier; its errors on the windows whose targets fall
-    in those days give the interval widths (:mod:`pipeline.evaluation.conformal`), which
-    are put around the forecaster's points. Holding the days out of the forecaster itself
-    cost accuracy (MASE 11.48 against 9.72 on the default backtest), so the twin stands in
-    for it; the twin, trained on less, errs a little more, which errs on the side of wider
-    intervals. Nothing a fold uses comes from on or after its first origin."""
+    Each fold trains the ensemble on every window that ends before the fold's first
+    origin, and its calibration twins without the ``intervals.calibration_days`` days
+    before it (:func:`pipeline.training.forecast_job.train_calibrated`). Holding those days
+    out of the forecaster itself cost accuracy (MASE 11.48 against 9.72 on the default
+    backtest), so the twins stand in for it. Nothing a fold uses comes from on or after its
+    first origin."""
     p, b = params.forecast, params.forecast.backtest
-    input_len, horizon, held = p.data.input_len, p.data.output_len, p.intervals.calibration_days
+    input_len, horizon = p.data.input_len, p.data.output_len
     inputs, _ = windows.gather(series, origins - input_len, input_len, horizon, p.data.targets)
     scale = windows.naive_scale(inputs).astype(np.float64)
-    pred = np.empty((len(origins), horizon))
-    bounds = {level: (np.empty_like(pred), np.empty_like(pred)) for level in conformal.LEVELS}
+    names = ("model", "single") if p.train.seeds > 1 else ("model",)
+    pred = {name: np.empty((len(origins), horizon)) for name in names}
+    bounds = {name: {level: (np.empty_like(pred[name]), np.empty_like(pred[name])) for level in conformal.LEVELS}
+              for name in names}
     groups = backtest.folds(origins, b.folds)
     position = 0
-
-    def trained(starts: np.ndarray, desc: str) -> forecasting.Loaded:
+    for k, fold in enumerate(groups, start=1):
+        first = int(fold[0])
+        desc = f"backtest_forecast fold {k}/{len(groups)}"
+        starts = backtest.train_starts(first, input_len, horizon, p.data.stride)
         if len(starts) < p.train.batch_size:
             raise ParamsError(f"params.yaml: 'forecast.backtest.min_history' is {b.min_history}: {desc} "
                               f"has {len(starts)} training windows, fewer than one batch "
                               f"({p.train.batch_size}); raise it")
-        job, config = forecast_job.make_job(p, b.cell, series, starts, desc)
-        state, _ = fit(job)
-        return forecasting.Loaded(Path(desc), Forecaster(**config["model"]), state.params,
-                                  input_len, horizon, tuple(p.data.features), p.data.targets)
-
-    for k, fold in enumerate(groups, start=1):
-        first = int(fold[0])
-        calibration = np.arange(first - held - input_len, first - input_len - horizon + 1)
-        if len(calibration) < min_calibration_windows():
-            raise ParamsError(f"params.yaml: 'forecast.intervals.calibration_days' is {held}: that leaves "
-                              f"{len(calibration)} calibration windows of {input_len} + {horizon} days; "
-                              f"{max(conformal.LEVELS)} % intervals need at least {min_calibration_windows()}")
-        desc = f"backtest_forecast fold {k}/{len(groups)}"
-        model = trained(backtest.train_starts(first, input_len, horizon, p.data.stride), desc)
-        twin = trained(backtest.train_starts(first - held, input_len, horizon, p.data.stride),
-                       f"{desc}, calibration twin")
-        cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon)
-        widths = conformal.calibrate(forecasting.predict(twin, cal_inputs)[..., 0], cal_truth[..., 0],
-                                     windows.naive_scale(cal_inputs))
+        try:
+            trained = forecast_job.train_calibrated(p, b.cell, series, starts, first, desc)
+        except forecast_job.CalibrationError as err:
+            raise ParamsError(str(err)) from None
         rows = slice(position, position + len(fold))
-        pred[rows] = forecasting.predict(model, inputs[rows])[..., 0]
-        for level, (lo, hi) in conformal.intervals(pred[rows], scale[rows], widths).items():
-            bounds[level][0][rows], bounds[level][1][rows] = lo, hi
+        every = forecasting.forecast_members(Forecaster(**trained.config["model"]), trained.members,
+                                             inputs[rows])[..., 0]
+        for name, got, widths in (("model", every.mean(axis=0), trained.widths),
+                                  ("single", every[0], trained.single_widths)):
+            if name not in pred:
+                continue
+            pred[name][rows] = got
+            for level, (lo, hi) in conformal.intervals(got, scale[rows], widths).items():
+                bounds[name][level][0][rows], bounds[name][level][1][rows] = lo, hi
         position += len(fold)
-    return pred, bounds
-
-
-def min_calibration_windows() -> int:
-    """The fewest calibration windows whose corrected rank exists at every level."""
-    return max(math.ceil(100 / (100 - level)) - 1 for level in conformal.LEVELS)
+    return {name: (pred[name], bounds[name]) for name in names}
 
 
 def run(params: Params, variant: str | None = None) -> None:
@@ -121,8 +109,8 @@ def run(params: Params, variant: str | None = None) -> None:
                f"{dates[origins[-1]]}; {b.cell} retrained at {min(b.folds, len(origins))} folds")
 
     began = time.perf_counter()
-    model_pred, model_bounds = network_forecasts(params, series, origins)
-    forecasts = {"model": model_pred}
+    network = network_forecasts(params, series, origins)
+    forecasts = {name: f for name, (f, _) in network.items()}
     network_seconds = time.perf_counter() - began
     began = time.perf_counter()
     cv = baselines.cross_validate(series[:, 0], horizon, origins, p.baselines.fit_days, tuple(p.baselines.methods))
@@ -143,7 +131,7 @@ def run(params: Params, variant: str | None = None) -> None:
             summary[f"{name}_mase_h{lo}_{hi}"] = round(float(ratios[:, lo - 1:hi].mean()), 4)
         summary[f"{name}_beats_naive_at"] = len(backtest.beats_naive(s))
         summary[f"{name}_loses_to_naive_at"] = len(backtest.loses_to_naive(s))
-    for name, levels in {"model": model_bounds, **cv.intervals}.items():
+    for name, levels in {**{name: bounds for name, (_, bounds) in network.items()}, **cv.intervals}.items():
         for level, (lo, hi) in levels.items():
             got = metrics.interval_scores(lo, hi, truth, level)
             summary.update({f"{name}_{k}{level}": round(float(got[k]), 4) for k in ("coverage", "interval_score")})
@@ -160,7 +148,7 @@ def run(params: Params, variant: str | None = None) -> None:
     plot_dir = Path(p.paths.plots)
     artifacts.write_csv(plot_dir / "backtest-horizon.csv", [
         {"step": h + 1, **{f"{name}_mase": float(scored[name]["mase"][h]) if name in scored else ""
-                           for name in ("model", *baselines.ALWAYS, *baselines.METHODS)},
+                           for name in ("model", "single", *baselines.ALWAYS, *baselines.METHODS)},
          "model_mase_lo": float(scored["model"]["mase_lo"][h]), "model_mase_hi": float(scored["model"]["mase_hi"][h]),
          **{f"{name}_coverage{level}": float(scored[name][f"coverage{level}"][h])
             for name in ("model", "naive") for level in conformal.LEVELS}}

@@ -2,9 +2,14 @@
 
 MAE, RMSE, MAPE and MASE overall and per horizon, for the network and for each baseline
 that baseline_forecast computed (naive, drift, and AutoARIMA/AutoETS/AutoTheta), and the
-coverage, width and interval score of the baselines' 80 % and 95 % prediction
-intervals; the per-horizon numbers go to ``metrics/forecast-<cell>-horizon.json`` and
-to the CSV that DVC plots.
+coverage and interval score of the model's conformal and the baselines' 80 % and 95 %
+prediction intervals; the per-horizon numbers go to
+``metrics/forecast-<cell>-horizon.json`` and to the CSV that DVC plots.
+
+For an ensemble, each network is scored alone too: ``seed_mae_min``/``max`` and
+``mae_seed_spread`` (max - min; likewise for MASE) say how far the seed alone moves the
+error, and ``rnnpipe report`` calls a change to this model's metrics within that spread
+noise.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 
 from pipeline import artifacts
 from pipeline.data import windows
-from pipeline.evaluation import baselines, metrics, plots, provenance
+from pipeline.evaluation import baselines, conformal, metrics, plots, provenance
 from pipeline.inference import forecasting
 from pipeline.params import Params
 
@@ -38,7 +43,14 @@ def run(params: Params, cell: str) -> None:
         err = forecasting.errors(scored, forecast)
         scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err.items()})
     truth = scored.truth[..., 0]
-    for name, levels in stored.intervals.items():
+    if len(loaded.members) > 1:
+        alone = forecasting.forecast_members(loaded.model, loaded.members, scored.inputs)[..., 0]
+        for k in ("mae", "mase"):
+            each = [float(forecasting.errors(scored, f)[k]) for f in alone]
+            scores.update({f"seed_{k}_min": round(min(each), 4), f"seed_{k}_max": round(max(each), 4),
+                           f"{k}_seed_spread": round(max(each) - min(each), 4)})
+    model_bounds = forecasting.intervals(loaded, scored.inputs, pred)
+    for name, levels in {"model": model_bounds, **stored.intervals}.items():
         for level, (lo, hi) in levels.items():
             got = metrics.interval_scores(lo, hi, truth, level)
             scores.update({f"{name}_{k}{level}": round(float(got[k]), 4) for k in ("coverage", "interval_score")})
@@ -53,7 +65,7 @@ def run(params: Params, cell: str) -> None:
 
     by_h = {"model": forecasting.errors(scored, axis=0)}
     by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.points.items()})
-    for name, levels in stored.intervals.items():
+    for name, levels in {"model": model_bounds, **stored.intervals}.items():
         for level, (lo, hi) in levels.items():
             by_h[name][f"coverage{level}"] = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
@@ -71,7 +83,9 @@ def run(params: Params, cell: str) -> None:
          # plot dvc.yaml declares finds its fields whatever forecast.baselines.methods is.
          **{f"{name}_mae": float(by_h[name]["mae"][h]) if name in by_h else "" for name in baselines.METHODS},
          "rmse": float(by_h["model"]["rmse"][h]), "naive_rmse": float(by_h["naive"]["rmse"][h]),
-         "mase": float(by_h["model"]["mase"][h]), "naive_mase": float(by_h["naive"]["mase"][h])}
+         "mase": float(by_h["model"]["mase"][h]), "naive_mase": float(by_h["naive"]["mase"][h]),
+         **{f"coverage{level}": float(by_h["model"][f"coverage{level}"][h]) if model_bounds else ""
+            for level in conformal.LEVELS}}
         for h in range(p.data.output_len)
     ]
     plot_dir = Path(p.paths.plots)
@@ -84,4 +98,8 @@ def run(params: Params, cell: str) -> None:
     others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in stored.points if name != "naive")
     print(f"evaluate_forecast@{cell}: MAE {scores['mae']:.2f} vs naive {scores['naive_mae']:.2f} "
           f"(ratio {scores['mae_vs_naive']:.3f}), {others}; MASE {scores['mase']:.3f}; "
-          f"beats naive at {len(beats)} of {p.data.output_len} horizons, over {len(starts)} test windows")
+          f"beats naive at {len(beats)} of {p.data.output_len} horizons, over {len(starts)} test windows"
+          + (f"; seeds alone: MAE {scores['seed_mae_min']:.2f}..{scores['seed_mae_max']:.2f}"
+             if "seed_mae_min" in scores else "")
+          + "".join(f"; {level} % interval coverage {scores[f'model_coverage{level}']:.3f}"
+                    for level in conformal.LEVELS if f"model_coverage{level}" in scores))
