@@ -17,8 +17,14 @@ One run, under a lock on ``forecast.serve.dir`` (two runs never overlap):
    model only if the candidate is not worse. Every decision goes to
    ``decisions.jsonl``; a candidate already decided on is not decided again, so a
    re-run on the same day changes nothing.
-4. **write-forecast** writes ``latest.{csv,json,png}`` from the served model, and
-   **dvc-push** sends data and models to the DVC remote, if one is configured.
+4. **write-forecast** writes ``latest.{csv,json,png}`` from the served model, with its
+   80 % and 95 % intervals, and **dvc-push** sends data and models to the DVC remote, if
+   one is configured.
+5. With ``forecast.serve.branch`` set, **commit-to-branch** commits what the refresh
+   changed (params.yaml, dvc.lock, the served cell's metrics, the decision log, the
+   latest forecast) to that git branch, never to the one checked out
+   (:mod:`pipeline.serving.branch`). Then ``dvc metrics diff <branch>~1 <branch>`` and
+   ``rnnpipe report <branch>~1 <branch>`` compare a refresh with the one before.
 
 A failure anywhere leaves the served model, its forecast and the stored prices as they
 were. Every value comes from params.yaml; the flow's parameters are retry and lock
@@ -35,6 +41,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.common import dvc, has_remote, load_params, push
 from pipeline.commands import forecast as forecast_command
+from pipeline.serving import branch as git_branch
 from pipeline.serving import promotion
 from pipeline.sources.fetch import FetchError
 from pipeline.stages import download
@@ -101,6 +108,12 @@ def write_forecast(params_path: str) -> str:
     return str(prefix)
 
 
+@task(name="commit-to-branch")
+def commit_to_branch(params_path: str, message: str) -> str | None:
+    params = load_params(params_path)
+    return git_branch.commit(".", params.forecast.serve.branch, promotion.recorded_paths(params), message)
+
+
 @flow(name="refresh-forecaster", log_prints=True)
 def refresh_forecaster(params_path: str = "params.yaml", fetch_retries: int = 3,
                        fetch_retry_delay_seconds: float = 60.0, lock_timeout_seconds: float = 3600.0) -> dict:
@@ -108,6 +121,9 @@ def refresh_forecaster(params_path: str = "params.yaml", fetch_retries: int = 3,
     latest forecast. Returns a summary (the same as the ``forecaster-refresh`` artifact)."""
     log = get_run_logger()
     params = load_params(params_path)  # a typo in params.yaml fails here, before any work
+    branch = params.forecast.serve.branch
+    if branch is not None:
+        git_branch.check(".", branch)  # so does a branch it may not commit to
     with promotion.lock(params, lock_timeout_seconds):
         fetch = fetch_prices.with_options(
             retries=fetch_retries, retry_delay_seconds=exponential_backoff(backoff_factor=fetch_retry_delay_seconds),
@@ -127,8 +143,13 @@ def refresh_forecaster(params_path: str = "params.yaml", fetch_retries: int = 3,
         latest = write_forecast(params_path)
         if has_remote():
             push()
+        committed = None
+        if branch is not None:
+            last_day = forecast_command.last_stored_day(params.forecast.paths.prepared)
+            committed = commit_to_branch(params_path, f"refresh-forecaster: data to {last_day}; {outcome['reason']}")
     summary = {"new_rows": added, "promoted": outcome["promoted"], "reason": outcome["reason"],
-               "candidate": decision.candidate, "served_before": decision.served, "latest": latest}
+               "candidate": decision.candidate, "served_before": decision.served, "latest": latest,
+               "branch": branch, "commit": committed}
     log.info(f"refresh-forecaster: {summary['reason']}")
     create_markdown_artifact(key="forecaster-refresh", description="what this refresh did", markdown="\n".join([
         "# Forecaster refresh", "",
@@ -137,6 +158,7 @@ def refresh_forecaster(params_path: str = "params.yaml", fetch_retries: int = 3,
         f"- candidate: `{decision.candidate}`",
         f"- served before: `{decision.served}`",
         f"- latest forecast: `{latest}.csv`, `.json`, `.png`",
+        *([f"- committed to branch `{branch}`: `{committed or 'nothing changed'}`"] if branch else []),
     ]))
     return summary
 

@@ -285,6 +285,51 @@ def test_overlapping_refreshes_do_not_run_together(ops, api):
     assert refresh(lock_timeout_seconds=5).is_completed()  # free again once released
 
 
+def set_branch(repo: Path, name: str | None) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["forecast"]["serve"]["branch"] = name
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_refreshes_commit_to_a_branch_that_dvc_metrics_diff_compares(ops, api):
+    from pipeline.serving import branch
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ops, capture_output=True, text=True, check=True).stdout.strip()
+
+    mine, head = branch.current_branch(ops), git("rev-parse", "HEAD")
+    set_branch(ops, mine)  # never the branch checked out: refused before any work
+    before, lock = snapshot(ops), (ops / "dvc.lock").read_bytes()
+    state = refresh()
+    assert state.is_failed() and "never commits on your branch" in str(state.result(raise_on_failure=False))
+    assert snapshot(ops) == before and (ops / "dvc.lock").read_bytes() == lock
+    try:
+        set_branch(ops, "refreshes")
+        commits = []
+        for day in ("2018-11-18", "2018-11-20"):
+            api.until(day)
+            state = refresh()
+            assert state.is_completed(), state
+            summary = state.result()
+            assert summary["branch"] == "refreshes" and summary["commit"] == git("rev-parse", "refreshes")
+            commits.append(summary["commit"])
+            assert git("show", "refreshes:dvc.lock") == (ops / "dvc.lock").read_text().strip()
+            assert json.loads(git("show", "refreshes:serving/forecast/latest.json"))["last_day"] == day
+            assert git("show", "refreshes:serving/forecast/decisions.jsonl").count("\n") + 1 == \
+                len(promotion.decisions(serving_params(ops)))
+        assert git("rev-parse", "refreshes~1") == commits[0] and git("rev-parse", "refreshes~2") == head
+        assert branch.current_branch(ops) == mine and git("rev-parse", "HEAD") == head  # the user's branch: as it was
+        diff = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", "--json", "refreshes~1", "refreshes"],
+                              cwd=ops, capture_output=True, text=True, check=True)
+        changed = json.loads(diff.stdout)["metrics/forecast-lstm.json"]
+        assert changed["mae"]["new"] != changed["mae"]["old"]  # retrained on two more days
+        again = refresh()  # nothing new: no commit
+        assert again.is_completed() and again.result()["commit"] is None
+        assert git("rev-parse", "refreshes") == commits[-1]
+    finally:
+        set_branch(ops, None)
+
+
 def test_run_pipeline_publishes_metrics_and_pushes_to_a_remote(ops, tmp_path):
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -97,6 +97,19 @@ def decide(candidate: dict, served: dict | None, tolerance: float) -> Decision:
     return Decision("worse", f"worse, kept the served model: {verdict}", candidate, served)
 
 
+def recorded_paths(params: Params) -> list[str]:
+    """What a refresh changes and ``forecast.serve.branch`` records: ``params.yaml``,
+    ``dvc.lock``, the served cell's metrics and error-by-horizon plot data, the decision
+    log and the latest forecast (the data and models are in DVC's cache, named by
+    ``dvc.lock``)."""
+    p = params.forecast
+    cell, metrics, serve = p.serve.cell, Path(p.paths.metrics), Path(p.serve.dir)
+    return [Path(f).as_posix() for f in (
+        "params.yaml", "dvc.lock", metrics / f"forecast-{cell}.json", metrics / f"forecast-{cell}-horizon.json",
+        Path(p.paths.plots) / f"forecast-{cell}-horizon.csv", serve / DECISIONS,
+        serve / f"{LATEST}.json", serve / f"{LATEST}.csv")]
+
+
 def served_dir(params: Params) -> Path:
     return Path(params.forecast.serve.dir) / MODEL
 
