@@ -25,10 +25,11 @@ import numpy as np
 from pipeline import artifacts
 from pipeline.data import windows
 from pipeline.errors import PipelineError
+from pipeline.evaluation import conformal
 
 ALWAYS = ("naive", "drift")
 METHODS = ("autoarima", "autoets", "autotheta")  # chosen in forecast.baselines.methods
-LEVELS = (80, 95)  # prediction intervals, in percent
+LEVELS = conformal.LEVELS  # prediction intervals, in percent: the same levels as the network's
 FORECASTS_FILE = "forecasts.npz"  # baseline_forecast's outputs
 MODELS_FILE = "models.json"
 MIN_DAYS = 10  # below this the searches cannot rank even the small models
@@ -87,7 +88,8 @@ class Forecasts:
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray]) -> "Forecasts":
-        points = {k: v for k, v in data.items() if "_lo" not in k and "_hi" not in k}
+        bounds = {f"{m}_{side}{level}" for m in data for side in ("lo", "hi") for level in LEVELS}
+        points = {k: v for k, v in data.items() if k not in bounds}
         intervals = {m: {level: (data[f"{m}_lo{level}"], data[f"{m}_hi{level}"]) for level in LEVELS
                          if f"{m}_lo{level}" in data} for m in points}
         return cls(points, {m: v for m, v in intervals.items() if v}, {})
