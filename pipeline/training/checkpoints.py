@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from pipeline import artifacts
 from pipeline.errors import PipelineError
+from pipeline.training import parallel
 from pipeline.training.loop import Hook, Run
 
 # What a checkpoint holds; part of the fingerprint, so a change to it (a new accumulator,
@@ -138,6 +139,9 @@ class Checkpoints(Hook):
         self.directory = Path(directory).absolute()
         self.every, self.saved = every, saved
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+        if jax.process_count() > 1:  # several hosts: each saves its own copy of the replicated state
+            self.directory.mkdir(parents=True, exist_ok=True)  # orbax won't, with active_processes
+            options.multiprocessing_options, options.create = parallel.process_options(), False
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def begin(self, run: Run, desc: str) -> None:
@@ -153,7 +157,7 @@ class Checkpoints(Hook):
 
     def save(self, step: int, tree: Any, meta: dict[str, Any]) -> None:
         """Write ``tree`` (arrays) and ``meta`` (JSON) as checkpoint ``step``, atomically."""
-        tree = serialization.to_state_dict(jax.device_get(tree))
+        tree = serialization.to_state_dict(parallel.to_host(tree))
         meta = {**meta, "sha256": _digest(tree)}
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                         meta=ocp.args.JsonSave(meta)), force=True)

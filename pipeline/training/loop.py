@@ -164,6 +164,8 @@ def fit(job: Job, hooks: Sequence[Hook] = (), devices: list | None = None) -> tu
         chosen = max(run.history, key=lambda r: r[o.select])
         tqdm.write(f"{o.desc}: keeping step {chosen['step']} ({o.select} {run.best:.4f})")
         state = state.replace(params=run.best_params)
+    if jax.process_count() > 1:  # several hosts: the caller gets host arrays it can save
+        state = parallel.to_host(state)
     return state, run.history
 
 

@@ -79,6 +79,34 @@ def shard(tree: Any, mesh: Mesh) -> Any:
     return jax.tree_util.tree_map(put, tree)
 
 
+def to_host(tree: Any) -> Any:
+    """``jax.device_get(tree)``, also for global arrays that span other processes' devices:
+    a replicated one is read from this process's own copy, a sharded one (a char LM's
+    carry, split over the batch) is gathered from every process. Every process must call
+    it at the same point, as it is a collective when anything is sharded across hosts."""
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if x.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+
+    return jax.tree_util.tree_map(get, tree)
+
+
+def process_options():
+    """Orbax's multiprocessing options for a checkpoint folder of this process's own:
+    with several processes each one saves and restores its folder alone, with no barrier
+    across hosts (every process holds the whole replicated state)."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Every leaf whole on every device of the mesh (parameters, optimizer state)."""
     return jax.device_put(tree, NamedSharding(mesh, P()))
