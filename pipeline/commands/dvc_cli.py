@@ -4,6 +4,11 @@ DVC runs with this interpreter (``python -m dvc``, and its folder first on ``PAT
 that stage commands find the same environment), without analytics. A command that
 fails raises :class:`DvcError` with the command and the tail of its output, so a
 Prefect run's state message or the report's error says what broke.
+
+Every run shares the accelerator's memory (:func:`pipeline.device.shared_memory`): the
+flows start runs that can overlap (the sweep's variants, a refresh beside
+``run-pipeline``), and JAX's default of taking 75 % of a GPU per process would leave the
+second one out of memory.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline import device
 from pipeline.errors import PipelineError
 
 
@@ -24,7 +30,7 @@ class DvcError(PipelineError, RuntimeError):
 
 def dvc(*args: str, cwd: str | Path = ".") -> str:
     """Run ``dvc ARGS`` in ``cwd``; return its stdout."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env = device.shared_memory(dict(os.environ, DVC_NO_ANALYTICS="1"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode != 0:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
+from pipeline import device
 from pipeline.errors import PipelineError
 from pipeline.training import parallel
 from pipeline.training.steps import TrainState
@@ -124,6 +125,7 @@ def fit(job: Job, hooks: Sequence[Hook] = (), devices: list | None = None) -> tu
     for _ in range(run.step):  # the data position: replay the stream up to the step
         next(job.batches)
     mesh = parallel.mesh_for(o.batch_size, devices)
+    tqdm.write(f"{o.desc}: training on {device.describe(devices or jax.devices())}")
     if mesh is not None:
         tqdm.write(f"{o.desc}: data parallel over {mesh.size} devices")
         run.state = parallel.replicate(run.state, mesh)
