@@ -17,6 +17,11 @@ a plain Python loop that calls the jitted step and checks the stopping rule on t
 each step. Both return the same ids (checked). Reported in sentences/s.
 
     pip install -e ".[bench]" && python benchmarks/nmt_speed.py     # ~5 min on 2 cores
+    python benchmarks/nmt_speed.py --device gpu --kernel cudnn --rows luong   # on an NVIDIA GPU
+
+``--kernel`` picks our LSTM layers' kernel (the encoder's and the decoder's without input
+feeding; with it, the decoder steps through time on the scan's step function whatever
+the kernel). ``--device gpu`` runs both frameworks on the GPU (rnn_speed.py says how).
 
 Benchmarks are not tests: nothing here fails on timing.
 """
@@ -34,7 +39,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from rnn_speed import interleaved, isolated, machine_header, matmul_peak, serve, write_results  # noqa: E402
+from rnn_speed import (  # noqa: E402
+    PLATFORMS,
+    interleaved,
+    isolated,
+    machine_header,
+    matmul_peak,
+    resolved_kernel,
+    serve,
+    write_results,
+)
 
 CFG = {"batch": 64, "src_len": 25, "trg_len": 25, "vocab": 8000, "embed": 256, "hidden": 256, "layers": 2}
 
@@ -59,23 +73,24 @@ def batch_arrays(seed: int = 0) -> dict[str, np.ndarray]:
             "trg_len": np.full((b,), CFG["trg_len"], np.int32)}
 
 
-def our_model(feed: bool, cell: str = "lstm"):
+def our_model(feed: bool, cell: str = "lstm", kernel: str = "auto"):
     from pipeline.models.seq2seq import Seq2Seq
 
     c = CFG
     return Seq2Seq(src_vocab=c["vocab"], trg_vocab=c["vocab"], cell=cell, embed=c["embed"], hidden=c["hidden"],
-                   layers=c["layers"], bidirectional=True, attention="general", dropout=0.0, input_feeding=feed)
+                   layers=c["layers"], bidirectional=True, attention="general", dropout=0.0, input_feeding=feed,
+                   kernel=kernel)
 
 
 class JaxNMT:
     name = "jax"
 
-    def __init__(self, feed: bool):
+    def __init__(self, feed: bool, kernel: str = "auto", device: str = "cpu"):
         import jax
 
         from pipeline.training import losses, optim, steps
 
-        model = our_model(feed)
+        model = our_model(feed, kernel=kernel)
         self.batch = batch_arrays()
         self.state = steps.create_state(model, jax.random.key(0), optim.make_optimizer(1e-3, 1.0),
                                         self.batch["src"], self.batch["src_len"], self.batch["trg"][:, :-1])
@@ -93,11 +108,12 @@ class JaxNMT:
 class TorchNMT:
     name = "torch"
 
-    def __init__(self, feed: bool):
+    def __init__(self, feed: bool, kernel: str = "auto", device: str = "cpu"):
         import torch
         from torch import nn
 
         torch.manual_seed(0)
+        dev = torch.device("cuda" if device == "gpu" else "cpu")
         c = CFG
         v, e, h, layers = c["vocab"], c["embed"], c["hidden"], c["layers"]
 
@@ -141,10 +157,10 @@ class TorchNMT:
                     outs.append(fed)
                 return self.out(torch.stack(outs, 1))
 
-        self.torch = torch
-        self.model = Model()
+        self.torch, self.dev = torch, dev
+        self.model = Model().to(dev)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        arrays = {k: torch.from_numpy(a.astype(np.int64)) for k, a in batch_arrays().items()}
+        arrays = {k: torch.from_numpy(a.astype(np.int64)).to(dev) for k, a in batch_arrays().items()}
         self.src, self.trg = arrays["src"], arrays["trg"]
 
     def steps(self, n: int) -> None:
@@ -156,17 +172,21 @@ class TorchNMT:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
 
 
 RUNNERS = {"jax": JaxNMT, "torch": TorchNMT}
 
 
-def bench_training(feed: bool, rounds: int, steps: int) -> dict:
-    argv = [__file__, "--steps", str(steps), "--feed", str(int(feed)), "--worker"]
+def bench_training(feed: bool, rounds: int, steps: int, kernel: str = "auto", device: str = "cpu") -> dict:
+    argv = [__file__, "--steps", str(steps), "--feed", str(int(feed)), "--kernel", kernel, "--device", device,
+            "--worker"]
     tokens = CFG["batch"] * CFG["trg_len"] * steps
-    rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens)
+    rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens, device)
     flops = flops_per_target_token(feed)
-    row = {"row": "nmt-luong" + ("-feed" if feed else ""), **CFG, "input_feeding": feed, "rounds": rounds,
+    row = {"row": "nmt-luong" + ("-feed" if feed else ""), **CFG, "input_feeding": feed, "device": device,
+           "jax_kernel": resolved_kernel("lstm", "float32", kernel, device), "rounds": rounds,
            "steps_per_round": steps, "warmup_seconds": warmup}
     for name, r in rates.items():
         row[name] = {"median_tok_s": round(r["median"]), "min": round(r["min"]), "max": round(r["max"]),
@@ -185,12 +205,12 @@ def python_loop_while(cond, body, state):
     return state
 
 
-def bench_beam(rounds: int, sentences: int = 32, beam: int = 5) -> dict:
+def bench_beam(rounds: int, sentences: int = 32, beam: int = 5, kernel: str = "auto") -> dict:
     import jax
 
     from pipeline.inference import translator
 
-    model = our_model(feed=False)
+    model = our_model(feed=False, kernel=kernel)
     arrays = batch_arrays(1)
     src, src_len = arrays["src"][:sentences], arrays["src_len"][:sentences]
     params = model.init(jax.random.key(0), src, src_len, arrays["trg"][:sentences, :-1])["params"]
@@ -226,35 +246,44 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4, help="train steps per round (default: %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/nmt-speed"))
+    ap.add_argument("--kernel", choices=["auto", "scan", "onednn", "cudnn"], default="auto",
+                    help="our LSTM layers' kernel (see rnn_speed.py)")
+    ap.add_argument("--device", choices=sorted(PLATFORMS), default="cpu",
+                    help="where both frameworks train (default: %(default)s)")
+    ap.add_argument("--rows", nargs="+", choices=["luong", "luong-feed", "beam"], default=["luong", "luong-feed", "beam"],
+                    help="what to measure (default: all)")
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--feed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return serve(lambda: RUNNERS[args.worker](bool(args.feed)), args.steps)
+        return serve(lambda: RUNNERS[args.worker](bool(args.feed), args.kernel, args.device), args.steps)
     from pipeline import runtime
 
     runtime.ensure([__file__, *sys.argv[1:]])  # the beam search runs here: same environment as the workers
 
     peak = matmul_peak()
     rows = []
-    for feed in (False, True):
-        row = bench_training(feed, args.rounds, args.steps)
+    for feed in [f for f, name in ((False, "luong"), (True, "luong-feed")) if name in args.rows]:
+        row = bench_training(feed, args.rounds, args.steps, args.kernel, args.device)
         for name in ("jax", "torch"):
             row[name]["pct_of_peak"] = round(100 * row[name]["gflop_s"] / peak, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    beam = bench_beam(args.rounds)
-    print(json.dumps(beam), flush=True)
+    beam = bench_beam(args.rounds, kernel=args.kernel) if "beam" in args.rows else None
+    if beam:
+        print(json.dumps(beam), flush=True)
     facts, header = machine_header(peak)
     record = {"machine": facts, "matmul_peak_gflop_s": round(peak, 1), "training": rows, "beam_search": beam}
     lines = [header, "",
-             "| row | rnnpipe JAX tgt tok/s (min-max) | PyTorch tgt tok/s (min-max) | JAX / PyTorch "
-             "| JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |", "|---|---:|---:|---:|---:|---:|"]
+             "| row | rnnpipe kernel | rnnpipe JAX tgt tok/s (min-max) | PyTorch tgt tok/s (min-max) | JAX / PyTorch "
+             "| JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         j, t = r["jax"], r["torch"]
-        lines.append(f"| {r['row']} | {j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | "
+        lines.append(f"| {r['row']} | {r['jax_kernel']} | {j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | "
                      f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
                      f"{j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
+    if not beam:
+        return write_results(args.out, record, lines)
     j, p = beam["lax_while_loop"], beam["python_loop"]
     lines += ["", f"Beam search, beam {beam['beam']}, {beam['sentences']} sources of {beam['src_len']} tokens, "
               f"outputs up to {beam['longest_output']} tokens: one jitted `lax.while_loop` "

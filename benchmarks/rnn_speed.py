@@ -16,6 +16,11 @@ measured float32 matmul peak. Needs the benchmark extra (`pip install -e ".[benc
 
     python benchmarks/rnn_speed.py                      # all four rows, ~6 min on 2 cores
     python benchmarks/rnn_speed.py --rows lstm-S gru-S --rounds 3
+    python benchmarks/rnn_speed.py --device gpu --kernel cudnn   # on an NVIDIA GPU: PyTorch on CUDA (cuDNN)
+
+On a GPU (``--device gpu``) every framework runs there: JAX with ``JAX_PLATFORMS=cuda``
+and without preallocation (the workers share the GPU), PyTorch on ``cuda`` with its
+defaults (``nn.LSTM`` on cuDNN); a round ends when the GPU has finished it.
 
 Benchmarks are not tests: nothing here fails on timing.
 """
@@ -39,6 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import machine_facts  # noqa: E402
 
 VOCAB = 65
+PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}  # --device -> JAX_PLATFORMS of the workers
 CONFIGS = {"S": {"batch": 32, "time": 64, "hidden": 256, "layers": 2},
            "M": {"batch": 64, "time": 100, "hidden": 512, "layers": 2}}
 
@@ -83,13 +89,14 @@ class Worker:
     frameworks run on the same allocator settings and a ratio compares the code.
     """
 
-    def __init__(self, name: str, argv: list[str]):
+    def __init__(self, name: str, argv: list[str], device: str = "cpu"):
         import subprocess
 
+        from pipeline import device as devices
         from pipeline import runtime
 
         self.name = name
-        env = runtime.environment(dict(os.environ, JAX_PLATFORMS="cpu"))
+        env = runtime.environment(devices.shared_memory(dict(os.environ, JAX_PLATFORMS=PLATFORMS[device])))
         self.proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, text=True, bufsize=1)
         self.warmup_seconds = self._reply("ready")
@@ -125,11 +132,12 @@ def serve(make, steps: int) -> None:
             print(f"done {time.perf_counter() - t:.6f}", flush=True)
 
 
-def isolated(workers: dict[str, list[str]], rounds: int, units: float) -> tuple[dict, dict[str, float]]:
+def isolated(workers: dict[str, list[str]], rounds: int, units: float,
+             device: str = "cpu") -> tuple[dict, dict[str, float]]:
     """Start one :class:`Worker` per framework (one at a time, so warm-ups do not overlap),
     then interleave their rounds A B C A B C. Returns per name the median, min and max of
     ``units`` per second, and the warm-up seconds."""
-    started = {name: Worker(name, argv) for name, argv in workers.items()}
+    started = {name: Worker(name, argv, device) for name, argv in workers.items()}
     try:
         rates = interleaved({name: w.run for name, w in started.items()}, rounds, units, timed_by_caller=False)
     finally:
@@ -156,7 +164,8 @@ def interleaved(runs: dict, rounds: int, units: float, timed_by_caller: bool = T
 def machine_header(peak: float) -> tuple[dict, str]:
     """The machine's facts as a JSON record and as the results' first Markdown line."""
     facts = machine_facts()
-    line = (f"{facts['cpu']}, {facts['cores']} cores; measured float32 matmul peak {peak:.0f} GFLOP/s "
+    on = "" if facts["device"].endswith(" cpu") else f", device {facts['device']}"
+    line = (f"{facts['cpu']}, {facts['cores']} cores{on}; measured float32 matmul peak {peak:.0f} GFLOP/s "
             f"(jax {facts['jax']}, torch {facts['torch']}; every framework in its own process, "
             f"GLIBC_TUNABLES={facts['glibc_tunables'] or 'unset'}, transparent huge pages {facts['transparent_hugepage']}).")
     return facts, line
@@ -262,10 +271,11 @@ class TorchRunner:
 
     name = "torch"
 
-    def __init__(self, cell: str, cfg: dict, embed: int):
+    def __init__(self, cell: str, cfg: dict, embed: int, device: str = "cpu"):
         import torch
 
         torch.manual_seed(0)
+        dev = torch.device("cuda" if device == "gpu" else "cpu")
         b, t, h, n = cfg["batch"], cfg["time"], cfg["hidden"], cfg["layers"]
         rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
 
@@ -280,12 +290,12 @@ class TorchRunner:
                 y, state = self.rnn(self.embed(x), state)
                 return self.out(y), state
 
-        self.torch = torch
-        self.model = Model()
+        self.torch, self.dev = torch, dev
+        self.model = Model().to(dev)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=2e-3)
-        x = torch.from_numpy(np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int64))
+        x = torch.from_numpy(np.random.default_rng(0).integers(0, VOCAB, (b, t + 1)).astype(np.int64)).to(dev)
         self.inputs, self.targets = x[:, :-1], x[:, 1:]
-        zeros = torch.zeros(n, b, h)
+        zeros = torch.zeros(n, b, h, device=dev)
         self.state = (zeros, zeros.clone()) if cell == "lstm" else zeros
 
     def steps(self, n: int) -> None:
@@ -298,35 +308,44 @@ class TorchRunner:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
 
 
-RUNNERS = {"jax": lambda cell, cfg, embed, precision, kernel: JaxRunner(cell, cfg, embed, precision, kernel),
-           "flax": lambda cell, cfg, embed, precision, kernel: FlaxRunner(cell, cfg, embed),
-           "torch": lambda cell, cfg, embed, precision, kernel: TorchRunner(cell, cfg, embed)}
+RUNNERS = {"jax": lambda cell, cfg, embed, precision, kernel, device: JaxRunner(cell, cfg, embed, precision, kernel),
+           "flax": lambda cell, cfg, embed, precision, kernel, device: FlaxRunner(cell, cfg, embed),
+           "torch": lambda cell, cfg, embed, precision, kernel, device: TorchRunner(cell, cfg, embed, device)}
 
 
-def resolved_kernel(cell: str, precision: str, kernel: str) -> str:
-    """What our LSTM/GRU layers run on for this row: ``onednn`` or ``scan``."""
+def resolved_kernel(cell: str, precision: str, kernel: str, device: str = "cpu") -> str:
+    """What our LSTM/GRU layers run on for this row: ``cudnn``, ``onednn`` or ``scan``
+    (on a GPU, :func:`pipeline.models.rnn.use_cudnn`'s rule for one device, whatever
+    backend this process has)."""
     from pipeline.models.rnn import use_onednn
 
+    if device == "gpu":
+        return "cudnn" if cell == "lstm" and precision == "float32" and kernel in ("auto", "cudnn") else "scan"
     return "onednn" if use_onednn(kernel, cell, False, precision) else "scan"
 
 
 def bench_row(cell: str, size: str, rounds: int, steps: int, embed: int, precision: str = "float32",
-              kernel: str = "auto") -> dict:
+              kernel: str = "auto", device: str = "cpu", frameworks: tuple[str, ...] = tuple(RUNNERS)) -> dict:
     cfg = CONFIGS[size]
     tokens = cfg["batch"] * cfg["time"] * steps
     argv = [__file__, "--rows", f"{cell}-{size}", "--steps", str(steps), "--embed", str(embed),
-            "--precision", precision, "--kernel", kernel, "--worker"]
-    rates, warmup = isolated({name: [*argv, name] for name in RUNNERS}, rounds, tokens)
+            "--precision", precision, "--kernel", kernel, "--device", device, "--worker"]
+    rates, warmup = isolated({name: [*argv, name] for name in frameworks}, rounds, tokens, device)
     flops = flops_per_token(cell, cfg["hidden"], cfg["layers"], embed)
     name = f"{cell}-{size}" + ("" if precision == "float32" else f"-{precision}")
-    row = {"row": name, **cfg, "embed": embed, "jax_kernel": resolved_kernel(cell, precision, kernel), "rounds": rounds, "steps_per_round": steps, "warmup_seconds": warmup}
+    row = {"row": name, **cfg, "embed": embed, "device": device,
+           "jax_kernel": resolved_kernel(cell, precision, kernel, device), "rounds": rounds,
+           "steps_per_round": steps, "warmup_seconds": warmup}
     for name, r in rates.items():
         row[name] = {"median_tok_s": round(r["median"]), "min": round(r["min"]), "max": round(r["max"]),
                      "gflop_s": round(r["median"] * flops / 1e9, 1)}
     row["ratio_jax_over_torch"] = round(row["jax"]["median_tok_s"] / row["torch"]["median_tok_s"], 3)
-    row["ratio_jax_over_flax"] = round(row["jax"]["median_tok_s"] / row["flax"]["median_tok_s"], 3)
+    if "flax" in row:
+        row["ratio_jax_over_flax"] = round(row["jax"]["median_tok_s"] / row["flax"]["median_tok_s"], 3)
     return row
 
 
@@ -338,16 +357,20 @@ def main() -> None:
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                     help="of our recurrent matmuls (the others stay float32)")
-    ap.add_argument("--kernel", choices=["auto", "scan", "onednn"], default="auto",
+    ap.add_argument("--kernel", choices=["auto", "scan", "onednn", "cudnn"], default="auto",
                     help="rnnpipe's recurrent kernel (params.yaml's model.kernel; auto: oneDNN for LSTM "
-                         "where it builds, else the scan)")
+                         "on the CPU where it builds, cuDNN for LSTM on a GPU, else the scan)")
+    ap.add_argument("--device", choices=sorted(PLATFORMS), default="cpu",
+                    help="where every framework trains (default: %(default)s)")
+    ap.add_argument("--frameworks", nargs="+", choices=["jax", "flax", "torch"], default=["jax", "flax", "torch"],
+                    help="which to run (rnnpipe's jax and torch always; default: all three)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/rnn-speed"))
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         cell, size = args.rows[0].split("-")
         return serve(lambda: RUNNERS[args.worker](cell, CONFIGS[size], args.embed, args.precision,
-                                                          args.kernel), args.steps)
+                                                          args.kernel, args.device), args.steps)
     from pipeline import runtime
 
     runtime.ensure([__file__, *sys.argv[1:]])  # the matmul peak is measured here: same environment as the workers
@@ -357,8 +380,10 @@ def main() -> None:
     for spec in args.rows:
         cell, size = spec.split("-")
         steps = args.steps or (20 if size == "S" else 6)
-        row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision, args.kernel)
-        for name in ("jax", "flax", "torch"):
+        frameworks = tuple(dict.fromkeys(["jax", *args.frameworks, "torch"]))
+        row = bench_row(cell, size, args.rounds, steps, args.embed, args.precision, args.kernel, args.device,
+                        frameworks)
+        for name in frameworks:
             row[name]["pct_of_peak"] = round(100 * row[name]["gflop_s"] / peak, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -369,11 +394,13 @@ def main() -> None:
              "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        j, f, t = r["jax"], r["flax"], r["torch"]
+        j, t = r["jax"], r["torch"]
+        flax = f"{r['flax']['median_tok_s']:,}" if "flax" in r else "-"
+        over_flax = f"{r['ratio_jax_over_flax']:.2f}x" if "flax" in r else "-"
         lines.append(f"| {r['row']} | {r['batch']}, {r['time']}, {r['hidden']}, {r['layers']} | {r['jax_kernel']} | "
-                     f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {f['median_tok_s']:,} | "
+                     f"{j['median_tok_s']:,} ({j['min']:,}-{j['max']:,}) | {flax} | "
                      f"{t['median_tok_s']:,} ({t['min']:,}-{t['max']:,}) | {r['ratio_jax_over_torch']:.2f}x | "
-                     f"{r['ratio_jax_over_flax']:.2f}x | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
+                     f"{over_flax} | {j['gflop_s']} ({j['pct_of_peak']}%) | {t['gflop_s']} ({t['pct_of_peak']}%) |")
     write_results(args.out, record, lines)
 
 

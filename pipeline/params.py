@@ -49,7 +49,8 @@ Fraction = Annotated[float, Range(gt=0, lt=1)]
 TopP = Annotated[float, Range(gt=0, le=1)]
 Cell = Literal["lstm", "gru"]
 Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
-Kernel = Literal["auto", "scan", "onednn"]  # how LSTM layers run (pipeline.models.rnn.use_onednn)
+# how LSTM layers run: pipeline.models.rnn.use_onednn (CPU) and use_cudnn (GPU)
+Kernel = Literal["auto", "scan", "onednn", "cudnn"]
 # Luong dot | general | scaled, Bahdanau additive (pipeline.models.attention)
 Attention = Literal["none", "dot", "general", "scaled", "bahdanau"]
 
@@ -72,9 +73,10 @@ def attention_problem(attention: str, bidirectional: bool, input_feeding: bool, 
 
 
 def _kernel_check(model: Any, section: str) -> str | None:
-    if model.kernel == "onednn" and model.precision != "float32":
-        return (f"'{section}.kernel' is 'onednn' with '{section}.precision' {model.precision!r}: "
-                "the oneDNN LSTM kernel runs in float32; use kernel auto or scan")
+    if model.kernel in ("onednn", "cudnn") and model.precision != "float32":
+        name = {"onednn": "oneDNN", "cudnn": "cuDNN"}[model.kernel]
+        return (f"'{section}.kernel' is {model.kernel!r} with '{section}.precision' {model.precision!r}: "
+                f"the {name} LSTM kernel runs in float32; use kernel auto or scan")
     return None
 
 

@@ -63,7 +63,7 @@ def with_value(raw, path, value):
         (("nmt", "model", "hidden"), True, r"'nmt.model.hidden' must be int, got bool"),
         (("nmt", "model", "attention"), "luong", r"'nmt.model.attention' is 'luong'; expected one of none, dot, general, scaled, bahdanau"),
         (("charlm", "model", "cells"), ["lstm", "rnn"], r"'charlm.model.cells\[1\]' is 'rnn'"),
-        (("nmt", "model", "kernel"), "cudnn", r"'nmt.model.kernel' is 'cudnn'; expected one of auto, scan, onednn"),
+        (("nmt", "model", "kernel"), "cudnn2", r"'nmt.model.kernel' is 'cudnn2'; expected one of auto, scan, onednn, cudnn"),
         (("nmt", "data", "buckets"), [], r"'nmt.data.buckets' must be a non-empty list"),
         (("forecast", "train"), [1, 2], r"section 'forecast.train' must be a mapping"),
     ],
@@ -107,6 +107,8 @@ def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, 
          r"'charlm.model.kernel' is 'onednn' with 'charlm.model.precision' 'bfloat16'"),
         ({("forecast", "model", "kernel"): "onednn", ("forecast", "model", "precision"): "bfloat16"},
          r"'forecast.model.kernel' is 'onednn' with 'forecast.model.precision' 'bfloat16'"),
+        ({("nmt", "model", "kernel"): "cudnn", ("nmt", "model", "precision"): "bfloat16"},
+         r"'nmt.model.kernel' is 'cudnn' with 'nmt.model.precision' 'bfloat16': the cuDNN LSTM kernel runs in float32"),
     ],
 )
 def test_rules_between_keys_name_both_keys(real_params_dict, changes, pattern):

@@ -229,3 +229,36 @@ def test_bfloat16_runs_bf16_matmuls_with_float32_carries(cell, inputs):
     for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g)):
         assert a.dtype == jnp.float32 and np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)
+
+
+def test_bfloat16_reaches_the_input_feeding_decoder():
+    """The IWSLT profile's decoder steps through time itself (input feeding): with
+    ``precision="bfloat16"`` its per-step recurrent and input matmuls take bf16 operands
+    too, and its logits and gradients stay float32 and close to the float32 model's."""
+    from pipeline.models.seq2seq import Seq2Seq
+
+    make = lambda p: Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=H, layers=2,  # noqa: E731
+                             bidirectional=True, attention="general", dropout=0.0, input_feeding=True, precision=p)
+    rng = np.random.default_rng(0)
+    src, src_len = rng.integers(1, 11, (3, 6)).astype(np.int32), np.array([6, 4, 2], np.int32)
+    trg = rng.integers(1, 13, (3, 5)).astype(np.int32)
+    params = make("float32").init(jax.random.key(0), src, src_len, trg)["params"]
+
+    def loss(p, precision):
+        return jnp.sum(jax.nn.log_softmax(make(precision).apply({"params": p}, src, src_len, trg))[..., 1])
+
+    decoder_only = lambda precision: (lambda p: make(precision).apply(  # noqa: E731
+        {"params": p}, jnp.zeros((3, 5, H)), {"memory": jnp.zeros((3, 6, 2 * H)), "keys": jnp.zeros((3, 6, H)),
+                                              "mask": jnp.ones((3, 6), bool)},
+        ([(jnp.zeros((3, H)),) * 2] * 2, jnp.zeros((3, H))), method=lambda m, y, e, s: m._fed(
+            [layer() for layer in m.decoder], y, e, s, False)))
+    jaxpr = str(jax.make_jaxpr(decoder_only("bfloat16"))(params))
+    assert "bf16" in jaxpr and "preferred_element_type=float32" in jaxpr
+    assert "bf16" not in str(jax.make_jaxpr(decoder_only("float32"))(params))
+    want, want_g = jax.value_and_grad(loss)(params, "float32")
+    got, got_g = jax.value_and_grad(loss)(params, "bfloat16")
+    assert got.dtype == jnp.float32 and got != want
+    np.testing.assert_allclose(got, want, rtol=2e-2)
+    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g)):
+        assert a.dtype == jnp.float32 and np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)

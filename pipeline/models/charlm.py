@@ -19,7 +19,7 @@ class CharLM(nn.Module):
     dropout: float
     input: str = "embedding"  # "embedding" | "onehot" (char-rnn's original input)
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
-    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
+    kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
 
     def setup(self):
         if self.input not in ("embedding", "onehot"):

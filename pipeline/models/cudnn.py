@@ -13,8 +13,23 @@ gradients of the packed vector flow back to our parameters.
 Our carry per layer is ``(c, h)``; cuDNN takes ``h_0`` and ``c_0`` stacked over
 pseudo-layers <[layers * directions, batch, H]> (:func:`carries`).
 
-Pure functions of arrays: nothing here needs a GPU, and the tests check the conversion
-on the CPU against ``jax.experimental.rnn.lstm_ref``, cuDNN's reference.
+:func:`layer` runs one layer (both directions when bidirectional) through
+``jax.experimental.rnn.lstm``: what :class:`~pipeline.models.rnn.StackedRNN` and the NMT
+decoder call when :func:`pipeline.models.rnn.use_cudnn` says so. Per layer rather than
+the whole stack in one call, so that our dropout between layers, the parameter names and
+the carries stay as they are on the scan. cuDNN's limits, handled here or by the caller:
+
+- LSTM only (a GRU layer stays on the scan);
+- float32 only (``precision: bfloat16`` is refused by the params and never routed here);
+  the matmuls run at JAX's default float32 precision on the GPU (TF32 on Ampere and
+  later), as the scan's do and as PyTorch's cuDNN LSTM does by default;
+- a row of length 0 breaks cuDNN's backward: its length is raised to 1 for the call, and
+  its output (zeros) and final carry (its initial one) are put back afterwards, as the
+  scan leaves them.
+
+Pure functions of arrays: nothing here needs a GPU except the ``lstm`` call itself, and
+the tests run :func:`layer` on the CPU with ``jax.experimental.rnn.lstm_ref`` (cuDNN's
+reference) in its place.
 """
 
 from __future__ import annotations
@@ -22,6 +37,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
+from jax.experimental import rnn as jrnn
+
+LSTM = jrnn.lstm  # the cuDNN call; the CPU tests swap in the reference
 
 
 def pseudo_layers(layers: int, bidirectional: bool) -> list[str]:
@@ -70,3 +88,39 @@ def carries(per_layer: Sequence[Any], bidirectional: bool) -> tuple[jnp.ndarray,
     ``(c, h)`` pair, or with ``bidirectional`` a ``((c, h), (c, h))`` pair of directions."""
     flat = [d for layer in per_layer for d in (layer if bidirectional else (layer,))]
     return jnp.stack([h for _, h in flat]), jnp.stack([c for c, _ in flat])
+
+
+def layer(directions: Sequence[Sequence[jnp.ndarray]], carry: Any, x: jnp.ndarray,
+          mask: jnp.ndarray | None = None) -> tuple[Any, jnp.ndarray]:
+    """One LSTM layer on cuDNN: ``(carry, ys)`` as the scan returns them.
+
+    Args:
+        directions: ``[(wi, wh, bi, bh)]``, or forward and reverse weights when bidirectional.
+        carry: ``(c, h)`` (a pair of them when bidirectional), or ``None`` for zeros.
+        x: <f32>[batch, time, in] batch-major; mask: ``None`` or <bool>[batch, time],
+            right-padded (the true length of each row is its count of True).
+
+    Returns:
+        ``(carry, ys)``, ``ys`` <f32>[batch, time, hidden * len(directions)], zero where padded.
+    """
+    bidirectional = len(directions) == 2
+    batch, time, in_dim = x.shape
+    hidden = directions[0][1].shape[0]
+    names = pseudo_layers(1, bidirectional)
+    stack = {n: dict(zip(("wi", "wh", "bi", "bh"), w)) for n, w in zip(names, directions)}
+    if carry is None:
+        zeros = jnp.zeros((batch, hidden), x.dtype)
+        carry = ((zeros, zeros), (zeros, zeros)) if bidirectional else (zeros, zeros)
+    h0, c0 = carries([carry], bidirectional)
+    if mask is None:
+        lengths = jnp.full((batch,), time, jnp.int32)
+    else:
+        lengths = jnp.maximum(mask.sum(1).astype(jnp.int32), 1)  # cuDNN's backward fails on 0
+    ys, h_n, c_n = LSTM(x, h0, c0, to_cudnn(stack, 1, bidirectional), lengths, in_dim, hidden, 1, 0.0,
+                        bidirectional)
+    if mask is not None:  # rows of length 0: zero outputs and the initial carry, as on the scan
+        empty = ~mask.any(1)[None, :, None]
+        h_n, c_n = jnp.where(empty, h0, h_n), jnp.where(empty, c0, c_n)
+        ys = jnp.where(mask[:, :, None], ys, 0.0)
+    out = [(c_n[d], h_n[d]) for d in range(len(directions))]
+    return (tuple(out) if bidirectional else out[0]), ys

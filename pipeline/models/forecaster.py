@@ -24,7 +24,7 @@ class Forecaster(nn.Module):
     dropout: float
     output_len: int
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
-    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
+    kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     outputs: int = 1  # the first this many input features are forecast
 
     @nn.compact

@@ -25,7 +25,9 @@ What makes it fast (benchmarks/rnn_speed.py measures it against plain Flax and P
 
 LSTM layers can instead run on oneDNN's fused LSTM (``kernel``, :func:`use_onednn`):
 the primitive PyTorch's ``nn.LSTM`` runs on the CPU, called through XLA's FFI
-(:mod:`pipeline.kernels.onednn`). The parameters are the same on both paths.
+(:mod:`pipeline.kernels.onednn`); or, on an NVIDIA GPU, on cuDNN's (:func:`use_cudnn`,
+:mod:`pipeline.models.cudnn`), what PyTorch's ``nn.LSTM`` runs there. The parameters are
+the same on every path, so one checkpoint runs on any of them.
 
 ``unroll=1``: unrolling 2 or 4 steps measured no faster on CPU (char-LM S, 2 cores).
 
@@ -46,6 +48,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pipeline.models import cudnn
 from pipeline.params import Cell, Kernel, Precision  # the option lists, owned by the params schema
 
 Carry = Any
@@ -61,16 +64,16 @@ def matmul(a: jax.Array, b: jax.Array, precision: Precision = "float32") -> jax.
     return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
 
-def lstm_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array):
+def lstm_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array, precision: Precision = "float32"):
     """One LSTM step on a pre-projected input ``xp`` <f32>[batch, 4*hidden]."""
     c, h = carry
-    i, f, g, o = jnp.split(xp + h @ wh + bh, 4, axis=-1)
+    i, f, g, o = jnp.split(xp + matmul(h, wh, precision) + bh, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
     return (c, h), h
 
 
-def gru_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array):
+def gru_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array, precision: Precision = "float32"):
     """One GRU step on a pre-projected input ``xp`` <f32>[batch, 3*hidden].
 
     The hidden bias must stay separate from the input bias because the reset gate
@@ -78,7 +81,7 @@ def gru_step(wh: jax.Array, bh: jax.Array, carry: Carry, xp: jax.Array):
     """
     h = carry
     xr, xz, xn = jnp.split(xp, 3, axis=-1)
-    hr, hz, hn = jnp.split(h @ wh + bh, 3, axis=-1)
+    hr, hz, hn = jnp.split(matmul(h, wh, precision) + bh, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)
     z = jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
@@ -115,7 +118,7 @@ def use_onednn(kernel: Kernel, cell: Cell, padded: bool, precision: Precision) -
     """
     if kernel not in get_args(Kernel):
         raise ValueError(f"kernel must be one of {', '.join(get_args(Kernel))}, got {kernel!r}")
-    if kernel == "scan" or cell != "lstm" or padded or precision != "float32":
+    if kernel in ("scan", "cudnn") or cell != "lstm" or padded or precision != "float32":
         return False
     from pipeline.kernels import onednn
 
@@ -128,6 +131,33 @@ def use_onednn(kernel: Kernel, cell: Cell, padded: bool, precision: Precision) -
         _warned.add(why)
         warnings.warn(f"LSTM layers use the scan: the oneDNN kernel is unavailable ({why})", stacklevel=2)
     return why is None and jax.device_count() == 1
+
+
+def _backend() -> str:
+    """JAX's default backend: ``cpu``, ``gpu`` or ``tpu`` (a seam for the CPU tests)."""
+    return jax.default_backend()
+
+
+def use_cudnn(kernel: Kernel, cell: Cell, precision: Precision) -> bool:
+    """Whether an LSTM layer runs on cuDNN (:mod:`pipeline.models.cudnn`).
+
+    Only LSTM layers in float32 can (a GRU layer keeps the scan); padding is fine.
+    ``cudnn`` always then, and an error when JAX's backend is not a GPU; ``auto`` when
+    the backend is a GPU and there is one device (a data-parallel run keeps the scan, as
+    with oneDNN: the partitioner cannot split the custom call). The scan stays the only
+    path on the CPU (or oneDNN) and on TPUs.
+    """
+    if kernel not in ("auto", "cudnn") or cell != "lstm":
+        return False
+    backend = _backend()
+    if kernel == "cudnn":
+        if precision != "float32":
+            raise ValueError(f"kernel 'cudnn' runs in float32, not {precision}; use kernel auto or scan")
+        if backend != "gpu":
+            raise ValueError(f"kernel 'cudnn' needs an NVIDIA GPU; JAX is running on {backend!r} "
+                             f"(use kernel auto, which picks the scan or oneDNN here)")
+        return True
+    return precision == "float32" and backend == "gpu" and jax.device_count() == 1
 
 
 def onednn_layer(wi, wh, bi, bh, carry, x, reverse: bool = False, time_major: bool = True):
@@ -437,6 +467,16 @@ class StackedRNN(nn.Module):
     def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False):
         carries = list(carries) if carries is not None else [None] * self.layers
         out_carries = []
+        if use_cudnn(self.kernel, self.cell, self.precision):
+            for i in range(self.layers):
+                if i > 0:
+                    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+                # the same parameter names as the scan's RNNLayers: one checkpoint runs on both
+                names = [f"layer{i}"] + ([f"layer{i}_reverse"] if self.bidirectional else [])
+                weights = [LayerWeights(self.cell, self.hidden, x.shape[-1], name=n)() for n in names]
+                carry, x = cudnn.layer(weights, carries[i], x, mask)
+                out_carries.append(carry)
+            return out_carries, x
         x = jnp.swapaxes(x, 0, 1)  # time-major through the whole stack: one transpose each way
         if mask is not None:
             mask = jnp.swapaxes(mask, 0, 1)[:, :, None]

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pipeline.models import attention
+from pipeline.models import attention, cudnn
 from pipeline.models.rnn import (
     STEPS,
     Cell,
@@ -34,8 +34,10 @@ from pipeline.models.rnn import (
     LayerWeights,
     Precision,
     StackedRNN,
+    matmul,
     onednn_layer,
     scan_layer,
+    use_cudnn,
     use_onednn,
 )
 from pipeline.params import Attention
@@ -58,7 +60,7 @@ class Seq2Seq(nn.Module):
     # bfloat16: the encoder's and the scanned decoder's recurrent matmuls (the input-feeding
     # decoder steps with the float32 reference cells)
     precision: Precision = "float32"
-    kernel: Kernel = "auto"  # LSTM layers on the scan or oneDNN (see pipeline.models.rnn.use_onednn)
+    kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     input: str = "embedding"  # embedding | onehot (then `embed` is unused)
 
     def setup(self):
@@ -157,10 +159,13 @@ class Seq2Seq(nn.Module):
         for i, (wi, wh, bi, bh) in enumerate(weights):
             if i > 0:
                 x = self.drop(x, deterministic=not train)
-            if use_onednn(self.kernel, self.cell, False, self.precision):
+            if use_cudnn(self.kernel, self.cell, self.precision):
+                carry, x = cudnn.layer([(wi, wh, bi, bh)], carries[i], x)
+            elif use_onednn(self.kernel, self.cell, False, self.precision):
                 carry, x = onednn_layer(wi, wh, bi, bh, carries[i], x, time_major=False)
             else:
-                carry, x = scan_layer(self.cell, wh, bh, carries[i], x @ wi + bi, precision=self.precision)
+                carry, x = scan_layer(self.cell, wh, bh, carries[i], matmul(x, wi, self.precision) + bi,
+                                      precision=self.precision)
             new_carries.append(carry)
         h = self.attend(x, enc)
         return (new_carries, h[:, -1]), h
@@ -182,7 +187,7 @@ class Seq2Seq(nn.Module):
             for i, (wi, wh, bi, bh) in enumerate(weights):
                 if i > 0:
                     x = x * masks_t[i - 1]
-                carry, x = step(wh, bh, carries[i], x @ wi + bi)
+                carry, x = step(wh, bh, carries[i], matmul(x, wi, self.precision) + bi, self.precision)
                 new_carries.append(carry)
             h = self.attend(x[:, None], enc)[:, 0]
             return (new_carries, h), h
