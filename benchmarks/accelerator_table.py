@@ -27,7 +27,7 @@ def table(out: Path) -> list[str]:
     for kernel in ("scan", "cudnn"):
         runs[kernel] = {**_rows(out / f"rnn-speed-{kernel}.json", "rows"),
                         **_rows(out / f"nmt-speed-{kernel}.json", "training")}
-    names = [n for n in runs["scan"] if n in runs["cudnn"]] or list(runs["scan"]) or list(runs["cudnn"])
+    names = list(dict.fromkeys([*runs["scan"], *runs["cudnn"]]))
     machine = next((json.loads(p.read_text())["machine"] for p in sorted(out.glob("*-speed-*.json"))), {})
     lines = [f"{machine.get('device', '?')}, jax {machine.get('jax', '?')}, torch {machine.get('torch', '?')}; "
              f"training tokens/s (target tokens for NMT), median of the rounds; each rnnpipe kernel against "

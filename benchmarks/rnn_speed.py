@@ -319,12 +319,12 @@ RUNNERS = {"jax": lambda cell, cfg, embed, precision, kernel, device: JaxRunner(
 
 def resolved_kernel(cell: str, precision: str, kernel: str, device: str = "cpu") -> str:
     """What our LSTM/GRU layers run on for this row: ``cudnn``, ``onednn`` or ``scan``
-    (on a GPU, :func:`pipeline.models.rnn.use_cudnn`'s rule for one device, whatever
-    backend this process has)."""
+    (on a GPU, :func:`pipeline.models.rnn.use_cudnn`'s rule, whatever backend this
+    process has)."""
     from pipeline.models.rnn import use_onednn
 
     if device == "gpu":
-        return "cudnn" if cell == "lstm" and precision == "float32" and kernel in ("auto", "cudnn") else "scan"
+        return "cudnn" if cell == "lstm" and precision == "float32" and kernel == "cudnn" else "scan"
     return "onednn" if use_onednn(kernel, cell, False, precision) else "scan"
 
 
@@ -359,7 +359,7 @@ def main() -> None:
                     help="of our recurrent matmuls (the others stay float32)")
     ap.add_argument("--kernel", choices=["auto", "scan", "onednn", "cudnn"], default="auto",
                     help="rnnpipe's recurrent kernel (params.yaml's model.kernel; auto: oneDNN for LSTM "
-                         "on the CPU where it builds, cuDNN for LSTM on a GPU, else the scan)")
+                         "on the CPU where it builds, else the scan)")
     ap.add_argument("--device", choices=sorted(PLATFORMS), default="cpu",
                     help="where every framework trains (default: %(default)s)")
     ap.add_argument("--frameworks", nargs="+", choices=["jax", "flax", "torch"], default=["jax", "flax", "torch"],

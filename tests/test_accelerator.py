@@ -52,7 +52,7 @@ def test_cudnn_equals_the_scan_on_the_gpu(bidirectional):
 
     from pipeline.models.rnn import StackedRNN, use_cudnn
 
-    assert use_cudnn("auto", "lstm", "float32")  # auto takes cuDNN on one GPU
+    assert use_cudnn("cudnn", "lstm", "float32") and not use_cudnn("auto", "lstm", "float32")
     b, t, d, h = 4, 9, 5, 16
     scan = StackedRNN("lstm", h, 2, bidirectional=bidirectional, kernel="scan")
     fused = StackedRNN("lstm", h, 2, bidirectional=bidirectional, kernel="cudnn")
@@ -106,10 +106,12 @@ def test_concurrent_runs_share_one_gpu():
     script = textwrap.dedent("""
         import sys, time, jax, jax.numpy as jnp
         total = jax.devices()[0].memory_stats()["bytes_limit"]
-        x = jnp.ones((int(0.30 * total) // 4,), jnp.float32).block_until_ready()
+        chunk = 1 << 28  # 256 MiB arrays: one array of 30 % would overflow an int32 dimension
+        xs = [jnp.ones((chunk // 4,), jnp.float32) for _ in range(int(0.30 * total) // chunk)]
+        jax.block_until_ready(xs)
         print("holding", flush=True)
         time.sleep(float(sys.argv[1]))
-        print(float(x[0] + x[-1]))
+        print(float(xs[0][0] + xs[-1][-1]))
     """)
     env = device.shared_memory({k: v for k, v in os.environ.items()
                                 if k not in (device.PREALLOCATE, device.MEM_FRACTION)})

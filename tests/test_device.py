@@ -124,3 +124,23 @@ def test_every_dvc_run_of_the_flows_gets_the_shared_memory_setting(tmp_path, mon
     dvc_cli.dvc("repro", cwd=tmp_path)
     assert (tmp_path / "env.txt").read_text() == "false"
 
+
+
+def test_the_accelerator_check_dry_run_passes_here(tmp_path):
+    """CI runs the GPU check's CPU-safe parts: detection, the accelerator tests collect,
+    the benchmark scripts and the table builder parse their arguments."""
+    out = subprocess.run(["bash", str(ROOT / "benchmarks/accelerator_check.sh"), "--dry-run", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = (tmp_path / "summary.txt").read_text().split("\n")
+    steps = [line.split()[0] for line in summary if line]
+    assert steps == ["detect", "tests", "rnn-scan", "rnn-cudnn", "nmt-scan", "nmt-cudnn", "table", "repro"]
+    assert all("exit=0" in line for line in summary if line)
+    assert "6 tests collected" in (tmp_path / "tests.log").read_text()
+    assert "--kernel {auto,scan,onednn,cudnn}" in (tmp_path / "rnn-scan.log").read_text()
+
+
+def test_the_accelerator_check_refuses_a_machine_without_a_gpu(tmp_path):
+    out = subprocess.run(["bash", str(ROOT / "benchmarks/accelerator_check.sh"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, device.ENV: "cpu"})
+    assert out.returncode == 2 and "no NVIDIA GPU here" in out.stderr

@@ -15,7 +15,7 @@ pseudo-layers <[layers * directions, batch, H]> (:func:`carries`).
 
 :func:`layer` runs one layer (both directions when bidirectional) through
 ``jax.experimental.rnn.lstm``: what :class:`~pipeline.models.rnn.StackedRNN` and the NMT
-decoder call when :func:`pipeline.models.rnn.use_cudnn` says so. Per layer rather than
+decoder call with ``kernel: cudnn`` (:func:`pipeline.models.rnn.use_cudnn`). Per layer rather than
 the whole stack in one call, so that our dropout between layers, the parameter names and
 the carries stay as they are on the scan. cuDNN's limits, handled here or by the caller:
 
