@@ -73,8 +73,8 @@ def test_cudnn_equals_the_scan_on_the_gpu(bidirectional):
         _close(grads, jax.grad(loss(scan))(params), 1e-3, 1e-4)
 
 
-@pytest.mark.parametrize("feed, precision", [(False, "float32"), (True, "bfloat16")])
-def test_nmt_trains_on_the_gpu(feed, precision):
+@pytest.mark.parametrize("feed, precision, kernel", [(False, "float32", "cudnn"), (True, "bfloat16", "auto")])
+def test_nmt_trains_on_the_gpu(feed, precision, kernel):
     """A few train steps of the attention NMT on the GPU (cuDNN encoder and decoder, or
     the bf16 input-feeding decoder): finite, and the loss goes down."""
     import jax
@@ -83,7 +83,7 @@ def test_nmt_trains_on_the_gpu(feed, precision):
     from pipeline.training import losses, optim, steps
 
     model = Seq2Seq(src_vocab=50, trg_vocab=50, cell="lstm", embed=32, hidden=64, layers=2, bidirectional=True,
-                    attention="general", dropout=0.0, input_feeding=feed, precision=precision)
+                    attention="general", dropout=0.0, input_feeding=feed, precision=precision, kernel=kernel)
     rng = np.random.default_rng(0)
     batch = {"src": rng.integers(4, 50, (16, 12)).astype(np.int32), "src_len": np.full((16,), 12, np.int32),
              "trg": rng.integers(4, 50, (16, 11)).astype(np.int32), "trg_len": np.full((16,), 10, np.int32)}
