@@ -321,10 +321,10 @@ def resolved_kernel(cell: str, precision: str, kernel: str, device: str = "cpu")
     """What our LSTM/GRU layers run on for this row: ``cudnn``, ``onednn`` or ``scan``
     (on a GPU, :func:`pipeline.models.rnn.use_cudnn`'s rule, whatever backend this
     process has)."""
-    from pipeline.models.rnn import use_onednn
+    from pipeline.models.rnn import use_cudnn, use_onednn
 
     if device == "gpu":
-        return "cudnn" if cell == "lstm" and precision == "float32" and kernel == "cudnn" else "scan"
+        return "cudnn" if use_cudnn(kernel, cell, precision, backend="gpu") else "scan"
     return "onednn" if use_onednn(kernel, cell, False, precision) else "scan"
 
 

@@ -124,6 +124,9 @@ def test_stacked_rnn_on_cudnn_equals_the_scan_with_padding_and_an_empty_row(cudn
     out_scan = scan.apply({"params": params}, x, mask, carries)
     out_fused = fused.apply({"params": params}, x, mask, carries)
     assert_trees_close(out_fused, out_scan, rtol=1e-5, atol=1e-5)
+    # without initial carries, both start from zeros
+    assert_trees_close(fused.apply({"params": params}, x, mask), scan.apply({"params": params}, x, mask),
+                       rtol=1e-5, atol=1e-5)
     empty = out_fused[0][0][0] if bidirectional else out_fused[0][0]
     first = carries[0][0] if bidirectional else carries[0]
     np.testing.assert_array_equal(empty[1][2], first[1][2])  # the empty row keeps its initial h

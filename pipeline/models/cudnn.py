@@ -96,7 +96,7 @@ def layer(directions: Sequence[Sequence[jnp.ndarray]], carry: Any, x: jnp.ndarra
 
     Args:
         directions: ``[(wi, wh, bi, bh)]``, or forward and reverse weights when bidirectional.
-        carry: ``(c, h)`` (a pair of them when bidirectional), or ``None`` for zeros.
+        carry: ``(c, h)``, a pair of them when bidirectional.
         x: <f32>[batch, time, in] batch-major; mask: ``None`` or <bool>[batch, time],
             right-padded (the true length of each row is its count of True).
 
@@ -108,9 +108,6 @@ def layer(directions: Sequence[Sequence[jnp.ndarray]], carry: Any, x: jnp.ndarra
     hidden = directions[0][1].shape[0]
     names = pseudo_layers(1, bidirectional)
     stack = {n: dict(zip(("wi", "wh", "bi", "bh"), w)) for n, w in zip(names, directions)}
-    if carry is None:
-        zeros = jnp.zeros((batch, hidden), x.dtype)
-        carry = ((zeros, zeros), (zeros, zeros)) if bidirectional else (zeros, zeros)
     h0, c0 = carries([carry], bidirectional)
     if mask is None:
         lengths = jnp.full((batch,), time, jnp.int32)

@@ -138,7 +138,7 @@ def _backend() -> str:
     return jax.default_backend()
 
 
-def use_cudnn(kernel: Kernel, cell: Cell, precision: Precision) -> bool:
+def use_cudnn(kernel: Kernel, cell: Cell, precision: Precision, backend: str | None = None) -> bool:
     """Whether an LSTM layer runs on cuDNN (:mod:`pipeline.models.cudnn`): only with
     ``kernel: cudnn``, and only LSTM layers (a GRU layer keeps the scan). An error when
     JAX's backend is not a GPU or the precision is not float32.
@@ -146,12 +146,13 @@ def use_cudnn(kernel: Kernel, cell: Cell, precision: Precision) -> bool:
     ``auto`` keeps the scan on a GPU too: on an H200 our scan trained the char LM 2.8x
     (lstm-S) and 2.0x (lstm-M) faster than this cuDNN path, and 3.4x and 2.5x faster than
     PyTorch's cuDNN LSTM (README, "On a GPU"). The scan stays the only path on TPUs.
+    ``backend`` (default: JAX's) asks the rule for another backend than this process's.
     """
     if kernel != "cudnn" or cell != "lstm":
         return False
     if precision != "float32":
         raise ValueError(f"kernel 'cudnn' runs in float32, not {precision}; use kernel auto or scan")
-    backend = _backend()
+    backend = backend or _backend()
     if backend != "gpu":
         raise ValueError(f"kernel 'cudnn' needs an NVIDIA GPU; JAX is running on {backend!r} "
                          f"(use kernel auto, which picks the scan or oneDNN here)")
@@ -472,7 +473,11 @@ class StackedRNN(nn.Module):
                 # the same parameter names as the scan's RNNLayers: one checkpoint runs on both
                 names = [f"layer{i}"] + ([f"layer{i}_reverse"] if self.bidirectional else [])
                 weights = [LayerWeights(self.cell, self.hidden, x.shape[-1], name=n)() for n in names]
-                carry, x = cudnn.layer(weights, carries[i], x, mask)
+                carry = carries[i]
+                if carry is None:
+                    zeros = [zero_carry(self.cell, x.shape[0], self.hidden) for _ in names]
+                    carry = tuple(zeros) if self.bidirectional else zeros[0]
+                carry, x = cudnn.layer(weights, carry, x, mask)
                 out_carries.append(carry)
             return out_carries, x
         x = jnp.swapaxes(x, 0, 1)  # time-major through the whole stack: one transpose each way

@@ -57,8 +57,8 @@ class Seq2Seq(nn.Module):
     dropout: float
     input_feeding: bool = False
     tie_embeddings: bool = False
-    # bfloat16: the encoder's and the scanned decoder's recurrent matmuls (the input-feeding
-    # decoder steps with the float32 reference cells)
+    # bfloat16: the recurrent and input matmuls of the encoder and of either decoder
+    # (scanned, or stepping through time with input feeding); attention stays float32
     precision: Precision = "float32"
     kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     input: str = "embedding"  # embedding | onehot (then `embed` is unused)
