@@ -34,6 +34,28 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def timed_stages(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    """Run ``cmd`` (a ``dvc repro``) and time each stage from its "Running stage" line to
+    the next one (the last to the end): the table of where the run's time goes."""
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    current, since = None, started
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            if line.startswith("Running stage '"):
+                now = time.perf_counter()
+                if current is not None:
+                    stages[current] = round(now - since, 1)
+                current, since = line.split("'")[1], now
+                print(f"  {now - started:6.0f}s {current}", flush=True)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    end = time.perf_counter()
+    if current is not None:
+        stages[current] = round(end - since, 1)
+    return end - started, stages
+
+
 def pipeline_env() -> dict[str, str]:
     """The environment ``./dev`` gives the pipeline: this interpreter's virtual environment
     first on PATH, offline, CPU only (the runtime settings come from ``python -m pipeline``)."""
@@ -45,7 +67,8 @@ def pipeline_env() -> dict[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--noop-runs", type=int, default=5, help="no-op re-runs to time (default: %(default)s)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"),
+                    help="output path without extension (default: %(default)s)")
     args = ap.parse_args()
 
     env = pipeline_env()
@@ -54,13 +77,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rnnpipe-repro-") as tmp:
         clone = Path(tmp) / "rnnpipe"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        full = timed(["dvc", "repro"], clone, env)
+        full, stages = timed_stages(["dvc", "repro"], clone, env)
         print(f"dvc repro (fresh clone): {full:.1f}s", flush=True)
         noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
         print(f"dvc repro (no-op): {min(noop):.2f}-{max(noop):.2f}s", flush=True)
         status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True).stdout
     record = {"commit": commit, "machine": machine_facts(),
-              "fresh_repro_seconds": round(full, 1), "noop_repro_seconds": [round(t, 2) for t in noop],
+              "fresh_repro_seconds": round(full, 1), "stage_seconds": stages, "noop_repro_seconds": [round(t, 2) for t in noop],
               "status_after": status.strip()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
