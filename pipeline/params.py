@@ -51,6 +51,8 @@ Cell = Literal["lstm", "gru"]
 Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries stay float32
 # how LSTM layers run: pipeline.models.rnn.use_onednn (CPU) and use_cudnn (GPU)
 Kernel = Literal["auto", "scan", "onednn", "cudnn"]
+# the learning rate over the run: pipeline.training.optim.make_schedule
+Schedule = Literal["constant", "luong234", "cosine", "warmup_linear", "warmup_cosine"]
 # Luong dot | general | scaled, Bahdanau additive (pipeline.models.attention)
 Attention = Literal["none", "dot", "general", "scaled", "bahdanau"]
 
@@ -77,6 +79,17 @@ def _kernel_check(model: Any, section: str) -> str | None:
         name = {"onednn": "oneDNN", "cudnn": "cuDNN"}[model.kernel]
         return (f"'{section}.kernel' is {model.kernel!r} with '{section}.precision' {model.precision!r}: "
                 f"the {name} LSTM kernel runs in float32; use kernel auto or scan")
+    return None
+
+
+def _warmup_check(train: Any, section: str) -> str | None:
+    if train.schedule.startswith("warmup_") and train.warmup_steps >= train.steps:
+        return (f"'{section}.warmup_steps' is {train.warmup_steps} with '{section}.steps' {train.steps}: "
+                f"the {train.schedule} schedule warms up, then decays to 0 at the last step, so the "
+                "warmup must be shorter than the run")
+    if not train.schedule.startswith("warmup_") and train.warmup_steps:
+        return (f"'{section}.warmup_steps' is {train.warmup_steps} with '{section}.schedule' "
+                f"{train.schedule!r}, which has no warmup; use warmup_linear or warmup_cosine, or set it to 0")
     return None
 
 
@@ -220,13 +233,18 @@ class NmtTrain:
     optimizer: Literal["adam", "sgd", "rmsprop"]
     learning_rate: PosFloat
     rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
-    schedule: Literal["constant", "luong234"]
+    schedule: Schedule
+    warmup_steps: NonNegInt  # warmup_* schedules only
     clip_norm: PosFloat
     label_smoothing: Rate
+    ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
     patience: NonNegInt
+
+    def cross_check(self, section: str) -> str | None:
+        return _warmup_check(self, section)
 
 
 @dataclass(frozen=True)
@@ -283,11 +301,16 @@ class CharlmTrain:
     batch_size: PosInt
     seq_len: PosInt
     learning_rate: PosFloat
-    schedule: Literal["constant", "cosine"]
+    schedule: Schedule
+    warmup_steps: NonNegInt  # warmup_* schedules only
     clip_norm: PosFloat
+    ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
     log_every: PosInt
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
+
+    def cross_check(self, section: str) -> str | None:
+        return _warmup_check(self, section)
 
 
 @dataclass(frozen=True)

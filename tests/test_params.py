@@ -109,6 +109,11 @@ def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, 
          r"'forecast.model.kernel' is 'onednn' with 'forecast.model.precision' 'bfloat16'"),
         ({("nmt", "model", "kernel"): "cudnn", ("nmt", "model", "precision"): "bfloat16"},
          r"'nmt.model.kernel' is 'cudnn' with 'nmt.model.precision' 'bfloat16': the cuDNN LSTM kernel runs in float32"),
+        ({("nmt", "train", "schedule"): "warmup_linear", ("nmt", "train", "steps"): 100,
+          ("nmt", "train", "warmup_steps"): 100},
+         r"'nmt.train.warmup_steps' is 100 with 'nmt.train.steps' 100: the warmup_linear schedule"),
+        ({("charlm", "train", "schedule"): "constant", ("charlm", "train", "warmup_steps"): 10},
+         r"'charlm.train.warmup_steps' is 10 with 'charlm.train.schedule' 'constant', which has no warmup"),
     ],
 )
 def test_rules_between_keys_name_both_keys(real_params_dict, changes, pattern):

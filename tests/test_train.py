@@ -37,6 +37,21 @@ def test_cosine_decays_to_a_tenth():
     assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in zip(rates, rates[1:]))
 
 
+@pytest.mark.parametrize("schedule", ["warmup_linear", "warmup_cosine"])
+def test_warmup_schedules_rise_then_end_at_zero_on_the_last_step(schedule):
+    rates = lr_trace(optim.make_optimizer(optim.make_schedule(2.0, schedule, 100, 10), 100.0, optimizer="sgd"), 100)
+    assert rates[:10] == pytest.approx([0.2 * (i + 1) for i in range(10)])  # the first update is not at 0
+    assert max(rates) == pytest.approx(2.0) and rates[9] == pytest.approx(2.0)
+    assert all(a > b for a, b in zip(rates[9:], rates[10:])) and rates[-1] == pytest.approx(0.0)
+    assert rates[-2] > 0.0
+    midway = rates[9 + 45]  # halfway through the decay: the straight line's middle, the cosine's too
+    assert midway == pytest.approx(1.0, abs=0.05)
+    quarter = rates[9 + 22]  # the cosine stays higher early and falls faster late
+    assert (quarter > 1.55) == (schedule == "warmup_cosine")
+    no_warmup = lr_trace(optim.make_optimizer(optim.make_schedule(2.0, schedule, 100), 100.0, optimizer="sgd"), 100)
+    assert no_warmup[0] < 2.0 and no_warmup[0] > 1.9 and no_warmup[-1] == pytest.approx(0.0)
+
+
 def test_clipping_bounds_the_global_norm_and_adam_differs_from_sgd():
     tx = optim.make_optimizer(1.0, clip_norm=0.5, optimizer="sgd")
     grads = {"a": jnp.array([3.0, 4.0])}
@@ -124,6 +139,30 @@ def test_a_non_finite_step_is_skipped_and_counted():
     state, _, out = step(state, {"x": jnp.ones(3)}, None, jax.random.key(0))
     assert np.isfinite(float(out["loss"])) and int(state.step) == 2
     assert int(state.skipped) == 2 and int(state.bad_run) == 0  # the run resets, the total stays
+
+
+def test_the_moving_average_follows_the_weights_and_is_what_fit_evaluates_and_returns():
+    decay = 0.5
+    state = steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(0.1, 10.0, optimizer="sgd"), ema=True)
+    step = steps.make_train_step(quadratic_loss, ema_decay=decay)
+    expected = np.zeros(3)
+    for t, x in enumerate([jnp.ones(3), jnp.array([1.0, jnp.nan, 1.0]), 2 * jnp.ones(3), 3 * jnp.ones(3)]):
+        updates = int(state.step)
+        state, _, _ = step(state, {"x": x}, None, jax.random.key(0))
+        if int(state.step) > updates:  # a skipped step leaves the average alone too
+            d = min(decay, (1 + updates) / (10 + updates))
+            expected = d * expected + (1 - d) * np.asarray(state.params["w"])
+        np.testing.assert_allclose(np.asarray(state.ema["w"]), expected, rtol=1e-6)
+    assert not np.allclose(state.ema["w"], state.params["w"])
+    seen = []
+    options = loop.FitOptions(steps=4, log_every=2, batch_size=3)
+    start = steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(0.1, 10.0, optimizer="sgd"), ema=True)
+    final, _ = loop.fit(loop.Job(start, step, itertools.repeat({"x": jnp.ones(3)}), jax.random.key(0), options,
+                                 evaluate=lambda prm: seen.append(np.asarray(prm["w"])) or {}))
+    np.testing.assert_array_equal(final.params["w"], final.ema["w"])  # fit hands back the average
+    np.testing.assert_array_equal(seen[-1], final.ema["w"])
+    off = steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(0.1, 10.0, optimizer="sgd"))
+    assert off.ema is None and off.weights is off.params
 
 
 def nan_stream(bad_steps):

@@ -34,9 +34,10 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 
     init_key, fit_key = jax.random.split(jax.random.key(t.seed))
     carry = initial_carries(cell, model.layers, model.hidden, t.batch_size)
-    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps)
+    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
     tx = optim.make_optimizer(rate, t.clip_norm)
-    state = steps.create_state(model, init_key, tx, np.zeros((t.batch_size, t.seq_len), np.int32), carry)
+    state = steps.create_state(model, init_key, tx, np.zeros((t.batch_size, t.seq_len), np.int32), carry,
+                               ema=t.ema_decay > 0)
     loss_fn = charlm_loss(model)
     eval_step = heldout.make_eval_step(loss_fn)
 
@@ -45,7 +46,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 
     options = FitOptions(steps=t.steps, log_every=t.log_every, batch_size=t.batch_size, desc=f"train_charlm@{cell}",
                          max_nonfinite=t.max_nonfinite_steps)
-    job = Job(state, steps.make_train_step(loss_fn), batches.stream_windows(train_ids, t.batch_size, t.seq_len),
+    train_step = steps.make_train_step(loss_fn, ema_decay=t.ema_decay)
+    job = Job(state, train_step, batches.stream_windows(train_ids, t.batch_size, t.seq_len),
               fit_key, options, evaluate, carry=carry, learning_rate=rate)
     return job, {"model": config, "chars": chars}
 

@@ -34,9 +34,10 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 
     init_key, fit_key = jax.random.split(jax.random.key(t.seed))
     example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
-    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps)
+    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
     tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer, rmsprop_decay=t.rmsprop_decay)
-    state = steps.create_state(model, init_key, tx, example["src"], example["src_len"], example["trg"][:, :-1])
+    state = steps.create_state(model, init_key, tx, example["src"], example["src_len"], example["trg"][:, :-1],
+                               ema=t.ema_decay > 0)
     loss_fn = nmt_loss(model, t.label_smoothing)
     eval_step = heldout.make_eval_step(loss_fn)
     valid = [b for _, b in batches.eval_batches(valid_arrays, p.data.buckets, p.decode.batch_size)]
@@ -54,7 +55,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     stream = batches.bucket_batches(train_arrays, p.data.buckets, t.batch_size, np.random.default_rng(t.seed))
     options = FitOptions(steps=t.steps, log_every=t.log_every, batch_size=t.batch_size, desc=f"train_nmt@{cell}",
                          select="valid_bleu", patience=t.patience, max_nonfinite=t.max_nonfinite_steps)
-    job = Job(state, steps.make_train_step(loss_fn), stream, fit_key, options, evaluate, learning_rate=rate)
+    train_step = steps.make_train_step(loss_fn, ema_decay=t.ema_decay)
+    job = Job(state, train_step, stream, fit_key, options, evaluate, learning_rate=rate)
     saved = {"model": config, "vocab": vocab, "buckets": list(p.data.buckets),
              "decode": {"max_len_factor": p.decode.max_len_factor, "batch_size": p.decode.batch_size}}
     return job, saved

@@ -14,11 +14,16 @@ def weights_only(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) not in BIASES, params)
 
 
-def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0) -> optax.Schedule:
+def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0,
+                  warmup_steps: int = 0) -> optax.Schedule:
     """The learning rate as a function of the update count.
 
     ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
     over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``.
+    ``warmup_linear`` and ``warmup_cosine`` rise linearly from 0 to ``learning_rate``
+    over ``warmup_steps`` updates, then fall to 0 at the last of ``steps`` updates, in a
+    straight line or a half cosine: a short run ends at a rate of 0 instead of being cut
+    on the steep part of its curve (``benchmarks/time_to_quality.py`` measures both).
     """
     if schedule == "luong234":
         start = 2 * steps // 3
@@ -26,6 +31,17 @@ def make_schedule(learning_rate: float, schedule: str = "constant", steps: int =
                                        decay_rate=0.5, transition_begin=start, staircase=True)
     if schedule == "cosine":
         return optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
+    if schedule in ("warmup_linear", "warmup_cosine"):
+        # update u (0-based) gets the rate at u + 1: the first update is not wasted at 0,
+        # and the last one (u = steps - 1) lands exactly on 0
+        decay_steps = max(1, steps - warmup_steps)
+        if schedule == "warmup_linear":
+            decay = optax.linear_schedule(learning_rate, 0.0, decay_steps)
+        else:
+            decay = optax.cosine_decay_schedule(learning_rate, decay_steps, alpha=0.0)
+        warmup = optax.linear_schedule(0.0, learning_rate, max(1, warmup_steps))
+        joined = optax.join_schedules([warmup, decay], [warmup_steps]) if warmup_steps else decay
+        return lambda count: joined(count + 1)
     if schedule == "constant":
         return optax.constant_schedule(learning_rate)
     raise ValueError(f"unknown schedule {schedule!r}")

@@ -49,7 +49,7 @@ class TextSamples(Hook):
     def record(self, run: Run) -> None:
         if run.step % self.every == 0:
             kept = run.extras.setdefault(self.key, {})
-            for label, text in self.draw(run.state.params, run.step).items():
+            for label, text in self.draw(run.state.weights, run.step).items():
                 name = file_name(run.step, label)
                 kept[name] = text + "\n"
                 artifacts.write_text(self.directory / name, kept[name])

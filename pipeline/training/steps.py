@@ -6,6 +6,8 @@ and so the configuration are bound by closure.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -16,25 +18,46 @@ from pipeline.training.losses import LossFn
 
 class TrainState(train_state.TrainState):
     """Flax's train state plus the non-finite guard's counters (int32 scalars, on device):
-    ``skipped`` steps in all, and ``bad_run``, the current run of them in a row."""
+    ``skipped`` steps in all, and ``bad_run``, the current run of them in a row; and
+    ``ema``, an exponential moving average of the parameters (None when off)."""
 
     skipped: jax.Array
     bad_run: jax.Array
+    ema: Any = None
+
+    @property
+    def weights(self):
+        """The parameters to evaluate, keep and save: the moving average when there is one."""
+        return self.params if self.ema is None else self.ema
 
 
-def create_state(model, key: jax.Array, tx, *example_inputs) -> TrainState:
-    """Initialise parameters from ``key`` by tracing the model on example inputs."""
+def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) -> TrainState:
+    """Initialise parameters from ``key`` by tracing the model on example inputs; with
+    ``ema``, the moving average starts at them (:func:`make_train_step` updates it)."""
     params = model.init({"params": key}, *example_inputs)["params"]
     # Separate int32 buffers: the train step donates the state (a buffer donated twice
     # fails), and a checkpoint restores into this state's dtypes (the step as a Python
     # int would come back as int64).
     state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                              skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32))
+                              skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32),
+                              ema=jax.tree_util.tree_map(jnp.copy, params) if ema else None)
     return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def make_train_step(loss_fn: LossFn):
+def make_train_step(loss_fn: LossFn, members: bool = False, ema_decay: float = 0.0):
     """``train_step(state, batch, carry, key) -> (state, carry, out)``, jitted.
+
+    With ``members``, every argument but ``carry`` (which must be None) has a leading
+    member axis, and the step trains that many networks at once, one program vectorised
+    with ``jax.vmap`` (:func:`pipeline.training.forecast_job.train_many`): member ``k``
+    steps exactly as it would alone, and ``out`` holds the mean ``loss`` and
+    ``grad_norm`` over the members whose step was finite (NaN when none was) and their
+    ``tokens`` summed.
+
+    With ``ema_decay`` (and a state made with ``ema``), each finite step moves
+    ``state.ema`` towards the new parameters: ``ema = d * ema + (1 - d) * params`` with
+    ``d = min(ema_decay, (1 + t) / (10 + t))`` at update ``t``, so the average does not
+    drag the initial weights along early in the run.
 
     ``out`` holds the step's ``loss``, the global ``grad_norm`` of its gradient (before
     clipping) and the number of ``tokens`` its loss averages over (target positions).
@@ -52,7 +75,13 @@ def make_train_step(loss_fn: LossFn):
         for g in jax.tree_util.tree_leaves(grads):
             finite &= jnp.all(jnp.isfinite(g))
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        state = jax.tree_util.tree_map(keep, state.apply_gradients(grads=grads), state)
+        stepped = state.apply_gradients(grads=grads)
+        if state.ema is not None:
+            t = state.step.astype(jnp.float32)
+            d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+            stepped = stepped.replace(ema=jax.tree_util.tree_map(lambda e, w: d * e + (1.0 - d) * w,
+                                                                 state.ema, stepped.params))
+        state = jax.tree_util.tree_map(keep, stepped, state)
         state = state.replace(skipped=state.skipped + (~finite).astype(jnp.int32),
                               bad_run=jnp.where(finite, 0, state.bad_run + 1))
         carry = jax.tree_util.tree_map(keep, new_carry, carry)
@@ -61,6 +90,15 @@ def make_train_step(loss_fn: LossFn):
                "tokens": stats["count"]}
         return state, carry, out
 
+    if members:
+        many = jax.vmap(train_step, in_axes=(0, 0, None, 0), out_axes=(0, None, 0))
+
+        def members_step(state: TrainState, batch, carry, key):
+            state, carry, out = many(state, batch, carry, key)
+            return state, carry, {"loss": jnp.nanmean(out["loss"]), "grad_norm": jnp.nanmean(out["grad_norm"]),
+                                  "tokens": jnp.sum(out["tokens"])}
+
+        return jax.jit(members_step, donate_argnums=(0,))
     return jax.jit(train_step, donate_argnums=(0,))
 
 
