@@ -22,8 +22,11 @@ def test_bands_are_the_spread_over_seeds_of_every_numeric_metric():
     ("bleu", 2.0, 1.5, "better"), ("bleu", -2.0, 1.5, "worse"), ("bleu", 1.5, 1.5, "within noise"),
     ("valid_loss", -0.01, 0.005, "better"), ("mae", 12.0, 50.0, "within noise"), ("mae_vs_naive", 0.1, 0.0, "worse"),
     ("autoets_mae", 0.5, 0.0, "worse"),  # a seed-independent baseline: any change is real on one machine
-    ("bleu", 0.3, None, "better"),  # no bands measured: direction alone
+    ("bleu", 0.3, None, "no band"),  # nothing measured: no verdict
     ("pairs", 5.0, 0.0, ""), ("bleu", 0.0, 1.0, ""), ("horizons_beating_naive", 3.0, 1.0, "better"),
+    ("folds", -1.0, 0.0, ""), ("origins", 10.0, None, ""), ("every", 7.0, 0.0, ""),  # settings, not metrics
+    ("autoarima_interval_score95", 0.0001, 0.0, "within noise"),  # one unit of the files' rounding
+    ("autoarima_interval_score95", 0.0003, 0.0, "worse"),
 ])
 def test_classify(metric, diff, band, verdict):
     assert noise.classify(metric, diff, band) == verdict

@@ -52,8 +52,8 @@ def test_report_of_two_commits(repo, tmp_path):
     out = tmp_path / "review"
     md = write_report(repo, "HEAD~1", "HEAD", out)
     assert "## rnnpipe: `HEAD` against `HEAD~1`" in md
-    assert "| metrics/nmt-lstm.json | bleu | 20 | 22.5 | +2.5 | - | better |" in md
-    assert "| metrics/nmt-lstm.json | valid_loss | 2 | 2.25 | +0.25 | - | worse |" in md
+    assert "| metrics/nmt-lstm.json | bleu | 20 | 22.5 | +2.5 | - | no band |" in md  # no bands: no verdicts
+    assert "| metrics/nmt-lstm.json | valid_loss | 2 | 2.25 | +0.25 | - | no band |" in md
     assert "changes are not compared with noise" in md and "Different machines" not in md
     assert "1 metric unchanged" in md and "| metrics/nmt-lstm.json | pairs | 5 |" in md
     assert "| params.yaml | nmt.train.learning_rate | 0.001 | 0.002 |" in md
@@ -75,7 +75,7 @@ def test_report_of_two_commits(repo, tmp_path):
 def test_report_against_the_workspace(repo, tmp_path):
     (repo / "metrics/nmt-lstm.json").write_text(json.dumps({"bleu": 30.0, "valid_loss": 2.25, "pairs": 5}))
     md = write_report(repo, "HEAD", None, tmp_path / "ws")
-    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 30 | +7.5 | - | better |" in md
+    assert "| metrics/nmt-lstm.json | bleu | 22.5 | 30 | +7.5 | - | no band |" in md
     assert "`workspace` against `HEAD`" in md and "Parameters that changed\n\nNone." in md
 
 

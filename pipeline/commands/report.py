@@ -7,7 +7,8 @@ network:
 - every metric of ``dvc metrics diff --all`` with its change, classified as better,
   worse (BLEU, chrF and dev BLEU up; losses, bits per char, MAE, MASE and the ratios to
   the baselines down) or *within noise*: no larger than the spread the same metric
-  showed over training seeds (``metrics/noise.json``, measured by
+  showed over training seeds (a metric with no measured spread, a count or a setting
+  such as a backtest's folds gets no verdict) (``metrics/noise.json``, measured by
   ``benchmarks/noise.py``; :mod:`pipeline.evaluation.noise`), or, for the forecaster's
   MAE and MASE, than the spread over its ensemble's seeds that the metrics file itself
   records (``mae_seed_spread``), whichever is larger;
@@ -180,7 +181,8 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tupl
                f"seeds {bands.get('seeds')}, at {bands.get('commit')})" if bands else
                f"no `{noise.NOISE_FILE.as_posix()}` in either revision: changes are not compared with noise")
         lines += [f"A change no larger than its noise band is what changing the training seed alone produced: "
-                  f"{how}.", "",
+                  f"{how}. A metric with no band gets no verdict, and counts and settings (a backtest's "
+                  "origins or folds) get none either.", "",
                   "| file | metric | old | new | change | noise band | |", "|---|---|---:|---:|---:|---:|---|",
                   *changed]
     else:

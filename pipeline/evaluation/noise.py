@@ -7,8 +7,11 @@ numeric metric of every metrics file, its values over a few seeds and their spre
 
 The band of a metric is the range (max - min) of its values over the measured seeds: a
 change no larger than what changing the seed alone produced is noise. Metrics that do not
-depend on the seed (the statistical baselines, the data counts) get a band of 0, so any
-change to them is real on one machine; across machines, see the README.
+depend on the seed (the statistical baselines) get a band of 0, so any change to them
+larger than the metrics files' rounding (:data:`ROUNDING`) is real on one machine; across
+machines, see the README. A metric with no measured band gets no verdict, and neither do
+counts and settings that metrics files record beside the metrics (:data:`NEUTRAL`,
+:data:`SETTINGS`: how many origins or folds a backtest had is not better or worse).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from typing import Any, Iterable, Mapping
 
 HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
 NEUTRAL = ("pairs", "windows", "count", "signature", "decode", "coverage")  # coverage: nearest nominal is best
+# settings a metrics file records (backtest.json's origins, spacing and folds; the ensemble's seeds)
+SETTINGS = frozenset({"origins", "every", "folds", "seeds", "steps", "first_origin", "last_origin"})
+ROUNDING = 1e-4  # metrics files round to 4 decimals: a change of one unit there is no evidence
 NOISE_FILE = Path("metrics/noise.json")
 
 
 def direction(metric: str) -> int:
-    """+1 if a higher value is better, -1 if lower is better, 0 for counts and labels."""
-    if any(n in metric for n in NEUTRAL):
+    """+1 if a higher value is better, -1 if lower is better, 0 for counts, labels and settings."""
+    if metric in SETTINGS or any(n in metric for n in NEUTRAL):
         return 0
     return 1 if any(h in metric for h in HIGHER_IS_BETTER) else -1
 
@@ -53,12 +59,14 @@ def bands(samples: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[
 
 
 def classify(metric: str, diff: float | None, band: float | None) -> str:
-    """``better``, ``worse``, ``within noise`` or ``""`` (no change, or a count/label).
-
-    ``band`` None (no measurement for this metric) classifies by direction alone."""
+    """``better``, ``worse``, ``within noise``, ``no band`` (no measurement for this
+    metric: no verdict) or ``""`` (no change, or a count, label or setting). A change no
+    larger than the band, or than :data:`ROUNDING`, is within noise."""
     if diff is None or diff == 0 or math.isnan(diff) or direction(metric) == 0:
         return ""
-    if band is not None and abs(diff) <= band:
+    if band is None:
+        return "no band"
+    if abs(diff) <= max(band, ROUNDING) * (1 + 1e-9):  # the band itself is a difference of rounded values
         return "within noise"
     return "better" if (diff > 0) == (direction(metric) > 0) else "worse"
 
