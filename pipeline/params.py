@@ -230,6 +230,7 @@ class NmtTrain:
     seed: int
     steps: PosInt
     batch_size: PosInt
+    batch_tokens: NonNegInt  # 0: batch_size pairs per batch; else each bucket's batch holds this many source positions
     optimizer: Literal["adam", "sgd", "rmsprop"]
     learning_rate: PosFloat
     rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients

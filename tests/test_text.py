@@ -79,6 +79,19 @@ def test_bucket_batches_have_static_shapes_from_one_bucket():
     assert shapes == {((16, 5), (16, 6)), ((16, 10), (16, 11))}
 
 
+def test_token_batches_hold_a_buckets_share_of_the_tokens():
+    rng = np.random.default_rng(0)
+    arrays = make_pairs(600, rng)
+    assert batches.bucket_sizes([5, 10], 16) == [16, 16]
+    assert batches.bucket_sizes([5, 10], 16, batch_tokens=400) == [80, 40]  # multiples of 8
+    assert batches.bucket_sizes([5, 100], 16, batch_tokens=400) == [80, 8]  # never fewer than 8
+    stream = batches.bucket_batches(arrays, [5, 10], 16, rng, batch_tokens=400)
+    shapes = {next(stream)["src"].shape for _ in range(40)}
+    assert shapes == {(80, 5), (40, 10)}
+    with pytest.raises(ValueError, match=r"no bucket holds a full batch \(1600, 800 pairs per bucket\)"):
+        next(batches.bucket_batches(arrays, [5, 10], 16, rng, batch_tokens=8000))
+
+
 def test_eval_batches_cover_every_row_once():
     arrays = make_pairs(101, np.random.default_rng(1))
     seen = []

@@ -36,28 +36,40 @@ def crop(arrays: dict[str, np.ndarray], rows: np.ndarray, width: int) -> dict[st
     return out
 
 
+def bucket_sizes(buckets: Sequence[int], batch_size: int, batch_tokens: int = 0) -> list[int]:
+    """Sentences per batch in each bucket: ``batch_size`` everywhere, or with
+    ``batch_tokens`` as many as fit that many padded source positions (``batch_tokens //
+    width``, a multiple of 8 so that it divides among devices), never fewer than 8."""
+    if not batch_tokens:
+        return [batch_size] * len(buckets)
+    return [max(8, batch_tokens // width // 8 * 8) for width in buckets]
+
+
 def bucket_batches(
     arrays: dict[str, np.ndarray],
     buckets: Sequence[int],
     batch_size: int,
     rng: np.random.Generator,
+    batch_tokens: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless shuffled training batches, each from a single bucket.
 
     Each epoch shuffles within buckets, cuts full batches (a partial batch would be a new
     shape), and visits those batches in random order, so long and short sentences mix
-    across steps in proportion to their counts.
+    across steps in proportion to their counts. Batches hold ``batch_size`` pairs, or
+    with ``batch_tokens`` a bucket's share of that many tokens (:func:`bucket_sizes`).
     """
     which = assign_buckets(arrays["src_len"], arrays["trg_len"], buckets)
     members = [np.flatnonzero(which == b) for b in range(len(buckets))]
-    if not any(len(m) >= batch_size for m in members):
-        raise ValueError(f"no bucket holds a full batch of {batch_size} pairs")
+    sizes = bucket_sizes(buckets, batch_size, batch_tokens)
+    if not any(len(m) >= size for m, size in zip(members, sizes)):
+        raise ValueError(f"no bucket holds a full batch ({', '.join(map(str, sizes))} pairs per bucket)")
     while True:
         plan = []
         for b, rows in enumerate(members):
-            rows = rng.permutation(rows)
-            for start in range(0, len(rows) - batch_size + 1, batch_size):
-                plan.append((b, rows[start : start + batch_size]))
+            rows, size = rng.permutation(rows), sizes[b]
+            for start in range(0, len(rows) - size + 1, size):
+                plan.append((b, rows[start : start + size]))
         for i in rng.permutation(len(plan)):
             b, rows = plan[i]
             yield crop(arrays, rows, buckets[b])

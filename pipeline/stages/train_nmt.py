@@ -52,7 +52,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
         return {"valid_loss": held["loss"], "valid_ppl": held["perplexity"], "valid_acc": held["accuracy"],
                 "valid_bleu": float(metrics.bleu_chrf(hyps, [refs])["bleu"])}
 
-    stream = batches.bucket_batches(train_arrays, p.data.buckets, t.batch_size, np.random.default_rng(t.seed))
+    stream = batches.bucket_batches(train_arrays, p.data.buckets, t.batch_size, np.random.default_rng(t.seed),
+                                    t.batch_tokens)
     options = FitOptions(steps=t.steps, log_every=t.log_every, batch_size=t.batch_size, desc=f"train_nmt@{cell}",
                          select="valid_bleu", patience=t.patience, max_nonfinite=t.max_nonfinite_steps)
     train_step = steps.make_train_step(loss_fn, ema_decay=t.ema_decay)
