@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_facts  # noqa: E402
+
+STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -41,12 +44,12 @@ def timed_stages(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
     stages: dict[str, float] = {}
     current, since = None, started
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            if line.startswith("Running stage '"):
+        for line in proc.stdout:  # progress bars share the stream: a stage's line may follow a '\r'
+            for stage in STAGE_LINE.findall(line):
                 now = time.perf_counter()
                 if current is not None:
                     stages[current] = round(now - since, 1)
-                current, since = line.split("'")[1], now
+                current, since = stage, now
                 print(f"  {now - started:6.0f}s {current}", flush=True)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
