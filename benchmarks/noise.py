@@ -17,6 +17,9 @@ reproduces the commit bit for bit.
     python benchmarks/noise.py                 # seeds 0-3: 40-60 minutes on 2 cores
     python benchmarks/noise.py --seeds 0 1 2   # fewer runs
 
+The first run is timed stage by stage as ``benchmarks/repro_time.py`` times it
+(``default_run_stage_seconds``), so one measurement gives both.
+
 ``rnnpipe report`` and ``dvc metrics diff`` readers use the bands to tell a real change from
 a change of seed. Refresh them when the models or their training change materially.
 """
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_facts  # noqa: E402
-from repro_time import pipeline_env  # noqa: E402
+from repro_time import pipeline_env, timed_stages  # noqa: E402
 
 from pipeline.evaluation import noise  # noqa: E402
 
@@ -68,7 +71,7 @@ def main() -> None:
     env = pipeline_env()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
-    samples, seconds = [], {}
+    samples, seconds, stage_seconds = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="rnnpipe-noise-") as tmp:
         clone = Path(tmp) / "rnnpipe"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -77,7 +80,12 @@ def main() -> None:
             sets = [a for key in SEEDED for a in ("-S", f"{key}={seed}")]
             default = i == 0 and seed == 0
             cmd = [sys.executable, "-m", "dvc", *(["repro"] if default else ["exp", "run", *sets])]
-            seconds[seed] = round(run(cmd, clone, env), 1)
+            if default:  # the fresh clone's run: where its time goes, stage by stage
+                print("$", " ".join(cmd), flush=True)
+                total, stage_seconds = timed_stages(cmd, clone, env)
+                seconds[seed] = round(total, 1)
+            else:
+                seconds[seed] = round(run(cmd, clone, env), 1)
             samples.append(metrics_of(clone, env))
             print(f"seed {seed}: {seconds[seed]:.0f}s", flush=True)
     first = samples[0]
@@ -86,7 +94,7 @@ def main() -> None:
     record = {"commit": commit, "seeds": args.seeds, "seeded_params": list(SEEDED),
               "how": "python benchmarks/noise.py: a fresh clone's dvc repro, then dvc exp run per extra seed; "
                      "band = max - min over the seeds",
-              "machine": machine_facts(), "seconds_per_run": seconds,
+              "machine": machine_facts(), "seconds_per_run": seconds, "default_run_stage_seconds": stage_seconds,
               f"seed_{args.seeds[0]}_equals_committed": reproduced,
               "bands": noise.bands(samples)}
     out = Path(args.out)

@@ -72,14 +72,32 @@ def main() -> None:
     ap.add_argument("--noop-runs", type=int, default=5, help="no-op re-runs to time (default: %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"),
                     help="output path without extension (default: %(default)s)")
+    ap.add_argument("--rev", default="HEAD", help="the revision to clone and run (default: %(default)s)")
+    ap.add_argument("--here", action="store_true",
+                    help="run `dvc repro -f` in this checkout instead (every stage, outputs kept here)")
+    ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print the stage-by-stage Markdown table of two records written by this script, and stop")
     args = ap.parse_args()
+    if args.table:
+        print(stage_table(*(json.loads(Path(f).read_text()) for f in args.table)))
+        return
 
     env = pipeline_env()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+    if args.here:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        full, stages = timed_stages(["dvc", "repro", "-f"], ROOT, env)
+        record = {"commit": commit, "how": "dvc repro -f in the working checkout", "machine": machine_facts(),
+                  "fresh_repro_seconds": round(full, 1), "stage_seconds": stages}
+        Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record, indent=2))
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="rnnpipe-repro-") as tmp:
         clone = Path(tmp) / "rnnpipe"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
         full, stages = timed_stages(["dvc", "repro"], clone, env)
         print(f"dvc repro (fresh clone): {full:.1f}s", flush=True)
         noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
@@ -92,6 +110,19 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
+
+
+def stage_table(before: dict, after: dict) -> str:
+    """Where the default run's time goes, stage by stage, in two records of this script."""
+    names = list(dict.fromkeys([*before["stage_seconds"], *after["stage_seconds"]]))
+    lines = [f"| stage | {before['commit']} (s) | {after['commit']} (s) | change (s) |", "|---|---:|---:|---:|"]
+    for name in names:
+        a, b = before["stage_seconds"].get(name), after["stage_seconds"].get(name)
+        change = f"{b - a:+.1f}" if a is not None and b is not None else "-"
+        lines.append(f"| {name} | {'-' if a is None else f'{a:.1f}'} | {'-' if b is None else f'{b:.1f}'} | {change} |")
+    a, b = before["fresh_repro_seconds"], after["fresh_repro_seconds"]
+    lines.append(f"| **dvc repro, fresh clone** | **{a:.1f}** | **{b:.1f}** | **{b - a:+.1f}** |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -54,12 +54,13 @@ def tiny_overrides(root: Path | None = None) -> dict:
             "data": {"max_pairs": 1000, "valid_size": 20, "test_size": 30, "min_freq": 1,
                      "max_len": 6, "buckets": [4, 7]},
             "model": {"embed": 16, "hidden": 16},
-            "train": {"steps": 6, "batch_size": 8, "log_every": 3},
+            "train": {"steps": 6, "batch_size": 8, "log_every": 3, "warmup_steps": 1},
             "decode": {"batch_size": 16},
         },
         "charlm": {
             "model": {"embed": 8, "hidden": 16},
-            "train": {"steps": 6, "batch_size": 4, "seq_len": 8, "log_every": 3, "checkpoint_every": 3},
+            "train": {"steps": 6, "batch_size": 4, "seq_len": 8, "log_every": 3, "checkpoint_every": 3,
+                      "warmup_steps": 1},
             "sample": {"length": 20, "every": 3},
         },
         "forecast": {
