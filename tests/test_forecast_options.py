@@ -135,33 +135,6 @@ def test_heldout_loss_is_the_loss_on_the_test_windows(two_series):
     assert got == pytest.approx(float(jnp.mean(jnp.square(pred - yn))), rel=1e-5)  # mse, every series
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_networks_trained_together_equal_each_trained_alone(two_series, cell):
-    """train_many's one vectorised run gives every network the weights it gets alone: its
-    own seed, its own windows (here a twin's subset), its own shuffle; and the watched
-    networks' held-out loss is logged."""
-    from pipeline.training.loop import fit
-
-    path, params = two_series
-    data = artifacts.read_npz(path / "data/prepared/forecast/windows.npz")
-    p, starts = params.forecast, data["train_starts"]
-    members = [forecast_job.Member(starts, 0, watched=True), forecast_job.Member(starts[: len(starts) // 2], 1),
-               forecast_job.Member(starts, 1)]
-    together, _ = forecast_job.train_many(p, cell, data["series"], members, "t", heldout_starts=data["test_starts"])
-    for member, got in zip(members, together):
-        job, _ = forecast_job.make_job(p, cell, data["series"], member.starts, "t", seed=member.seed)
-        alone = fit(job)[0].params
-        for a, b in zip(jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(got)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
-    first, second = (jax.tree_util.tree_leaves(t)[0] for t in together[1:])
-    assert not np.allclose(first, second)  # the same seed on other windows trains another network
-    job, _ = forecast_job.make_members_job(p, cell, data["series"], members, "t", data["test_starts"])
-    alone, _ = forecast_job.make_job(p, cell, data["series"], starts, "t", data["test_starts"], seed=0)
-    first_params = jax.tree_util.tree_map(lambda a: a[0], job.state.params)
-    assert job.evaluate(job.state.params)["valid_loss"] == pytest.approx(
-        alone.evaluate(first_params)["valid_loss"], rel=1e-6)
-
-
 def test_first_day_after_the_data_is_an_error(tiny_params_dict, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = forecast_params(tiny_params_dict, data={"first_day": "2030-01-01"})

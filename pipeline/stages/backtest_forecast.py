@@ -53,8 +53,7 @@ def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
 
     Each fold trains the ensemble on every window that ends before the fold's first
     origin, and its calibration twins without the ``intervals.calibration_days`` days
-    before it (:func:`pipeline.training.forecast_job.calibration_plan`); every fold's
-    networks train together, in one vectorised run. Holding those days
+    before it (:func:`pipeline.training.forecast_job.train_calibrated`). Holding those days
     out of the forecaster itself cost accuracy (MASE 11.48 against 9.72 on the default
     backtest), so the twins stand in for it. Nothing a fold uses comes from on or after its
     first origin."""
@@ -67,7 +66,7 @@ def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
     bounds = {name: {level: (np.empty_like(pred[name]), np.empty_like(pred[name])) for level in conformal.LEVELS}
               for name in names}
     groups = backtest.folds(origins, b.folds)
-    plans = []
+    position = 0
     for k, fold in enumerate(groups, start=1):
         first = int(fold[0])
         desc = f"backtest_forecast fold {k}/{len(groups)}"
@@ -77,17 +76,9 @@ def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
                               f"has {len(starts)} training windows, fewer than one batch "
                               f"({p.train.batch_size}); raise it")
         try:
-            plans.append(forecast_job.calibration_plan(p, starts, first, desc))
+            trained = forecast_job.train_calibrated(p, b.cell, series, starts, first, desc)
         except forecast_job.CalibrationError as err:
             raise ParamsError(str(err)) from None
-    # every fold's networks and twins in one vectorised run
-    params_all, config = forecast_job.train_many(
-        p, b.cell, series, [m for plan in plans for m in plan.members],
-        f"backtest_forecast: {len(groups)} folds x {2 * p.train.seeds} networks")
-    position, offset = 0, 0
-    for fold, plan in zip(groups, plans):
-        trained = forecast_job.calibrated(p, series, plan, params_all[offset:offset + len(plan.members)], config)
-        offset += len(plan.members)
         rows = slice(position, position + len(fold))
         every = forecasting.forecast_members(Forecaster(**trained.config["model"]), trained.members,
                                              inputs[rows])[..., 0]

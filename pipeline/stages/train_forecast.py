@@ -4,9 +4,8 @@ The model is an ensemble of ``forecast.train.seeds`` networks (seeds ``seed``,
 ``seed + 1``, ...), whose mean is the forecast, with split-conformal 80 % and 95 %
 interval widths from calibration twins trained without the last
 ``forecast.intervals.calibration_days`` days of the training windows
-(:func:`pipeline.training.forecast_job.train_calibrated`), all trained together in one
-vectorised run. Its training curves (the networks' mean loss) go to dvclive, and its
-checkpoints hold every network, so a killed run resumes.
+(:func:`pipeline.training.forecast_job.train_calibrated`). The first member's training
+curves go to dvclive; every member checkpoints, so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ def run(params: Params, cell: str) -> None:
     heldout_starts = data["test_starts"] if p.train.heldout_loss else None
     cut = int(train_starts.max()) + p.data.input_len + p.data.output_len  # the day after the last target
 
-    def hooks(job, config):
-        return training_hooks.for_stage("forecast", p, cell, job.options.desc, config)
+    def hooks(seed, job, config):  # the curves are the first member's
+        return training_hooks.for_stage("forecast", p, cell, job.options.desc, config, curves=seed == p.train.seed)
 
     trained = forecast_job.train_calibrated(p, cell, data["series"], train_starts, cut, f"train_forecast@{cell}",
                                             hooks, heldout_starts)
