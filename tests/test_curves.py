@@ -58,7 +58,7 @@ def test_text_samples_resume_without_samples_from_the_future(tmp_path):
     (tmp_path / "notes.txt").write_text("kept\n")
     hook.begin(types.SimpleNamespace(step=6, extras={}), "train")  # a run restored at step 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", file_name(3, "t1"), file_name(6, "t1")]
-    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None), extras={})
+    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None, weights=None), extras={})
     for step in (7, 8, 9):
         run.step = step
         hook.record(run)
@@ -76,7 +76,7 @@ def test_text_samples_come_back_from_the_checkpoint_when_dvc_removed_the_folder(
 
     folder = tmp_path / "samples"
     hook = TextSamples(folder, 2, lambda params, step: {"t1": f"text {step}", "t0.5": f"cold {step}"})
-    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None), extras={})
+    run = types.SimpleNamespace(step=0, state=types.SimpleNamespace(params=None, weights=None), extras={})
     hook.begin(run, "train")
     for step in range(1, 5):
         run.step = step

@@ -138,7 +138,7 @@ def fit(job: Job, hooks: Sequence[Hook] = (), devices: list | None = None) -> tu
             batch = next(job.batches)
             if mesh is not None:
                 batch = parallel.shard(batch, mesh)
-            run.state, run.carry, out = job.train_step(run.state, batch, run.carry, step_key(job.key, step))
+            run.state, run.carry, out = job.train_step(run.state, batch, run.carry, jax.random.fold_in(job.key, step))
             run.step = step
             run.accumulate(out)
             bar.update(1)
@@ -169,19 +169,6 @@ def fit(job: Job, hooks: Sequence[Hook] = (), devices: list | None = None) -> tu
     if jax.process_count() > 1:  # several hosts: the caller gets host arrays it can save
         state = parallel.to_host(state)
     return state, run.history
-
-
-def step_key(key: jax.Array, step: int) -> jax.Array:
-    """The dropout key of ``step``: ``fold_in(key, step)``, for each member's key when
-    ``key`` is a stack of them (a job that trains several networks at once)."""
-    if key.ndim:
-        return jax.vmap(jax.random.fold_in, in_axes=(0, None))(key, step)
-    return jax.random.fold_in(key, step)
-
-
-def _count(x: jax.Array) -> int:
-    """A train-state counter as an int: the largest over the members when there are several."""
-    return int(jnp.max(x))
 
 
 class Interrupted(PipelineError, RuntimeError):
@@ -216,7 +203,7 @@ class Run:
         finite = max(sums["finite"], 1)
         row = {"step": self.step, "loss": sums["loss"] / finite, "grad_norm": sums["grad_norm"] / finite}
         if learning_rate is not None:  # the rate of the latest update (skipped steps made none)
-            row["lr"] = float(learning_rate(max(_count(self.state.step) - 1, 0)))
+            row["lr"] = float(learning_rate(max(int(self.state.step) - 1, 0)))
         row["tokens_per_s"] = sums["tokens"] / max(seconds, 1e-9)
         row.update(evaluate(self.state.weights))
         self.history.append(row)
@@ -292,7 +279,7 @@ def _stop_signals(enabled: bool):
 
 def _check_finite(state: TrainState, step: int, limit: int, desc: str) -> None:
     """Report skipped steps; raise :class:`DivergedError` after ``limit`` in a row."""
-    skipped, run = _count(state.skipped), _count(state.bad_run)
+    skipped, run = int(state.skipped), int(state.bad_run)
     if run >= limit:
         raise DivergedError(
             f"{desc}: the loss or gradient was NaN or infinite at every step from {step - run + 1} to "

@@ -44,15 +44,8 @@ def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) 
     return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def make_train_step(loss_fn: LossFn, members: bool = False, ema_decay: float = 0.0):
+def make_train_step(loss_fn: LossFn, ema_decay: float = 0.0):
     """``train_step(state, batch, carry, key) -> (state, carry, out)``, jitted.
-
-    With ``members``, every argument but ``carry`` (which must be None) has a leading
-    member axis, and the step trains that many networks at once, one program vectorised
-    with ``jax.vmap`` (:func:`pipeline.training.forecast_job.train_many`): member ``k``
-    steps exactly as it would alone, and ``out`` holds the mean ``loss`` and
-    ``grad_norm`` over the members whose step was finite (NaN when none was) and their
-    ``tokens`` summed.
 
     With ``ema_decay`` (and a state made with ``ema``), each finite step moves
     ``state.ema`` towards the new parameters: ``ema = d * ema + (1 - d) * params`` with
@@ -90,15 +83,6 @@ def make_train_step(loss_fn: LossFn, members: bool = False, ema_decay: float = 0
                "tokens": stats["count"]}
         return state, carry, out
 
-    if members:
-        many = jax.vmap(train_step, in_axes=(0, 0, None, 0), out_axes=(0, None, 0))
-
-        def members_step(state: TrainState, batch, carry, key):
-            state, carry, out = many(state, batch, carry, key)
-            return state, carry, {"loss": jnp.nanmean(out["loss"]), "grad_norm": jnp.nanmean(out["grad_norm"]),
-                                  "tokens": jnp.sum(out["tokens"])}
-
-        return jax.jit(members_step, donate_argnums=(0,))
     return jax.jit(train_step, donate_argnums=(0,))
 
 
