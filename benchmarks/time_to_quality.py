@@ -162,11 +162,14 @@ def prepared_dir(workload: str, doc: dict, work: Path) -> Path:
 
 def run_joeynmt(doc: dict, cell: str, work: Path, steps: int, prepared: Path, learning_rate: float) -> list[dict]:
     """JoeyNMT's RNN with params.yaml's architecture, batch and decoding, at a constant
-    ``learning_rate`` (JoeyNMT's reference recipes' schedule), on ``prepared``."""
+    ``learning_rate`` (JoeyNMT's reference recipes' schedule), on ``prepared``. Its output
+    layer is not tied: JoeyNMT's recurrent decoder ties only an embedding as wide as its
+    hidden state, and rnnpipe ties through a projection (hidden -> embed)."""
     import joeynmt_cell
 
     nmt = copy.deepcopy(doc["nmt"])
     nmt["train"].update(schedule="constant", warmup_steps=0, learning_rate=learning_rate)
+    nmt["model"]["tie_embeddings"] = False
     python = joeynmt_cell.ensure_venv()
     data = joeynmt_cell.write_data(prepared, work / "data")
     config = joeynmt_cell.write_config(data, work, cell, steps, **joeynmt_cell.settings_from_params(nmt))
