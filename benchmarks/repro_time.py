@@ -59,12 +59,17 @@ def timed_stages(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
     return end - started, stages
 
 
-def pipeline_env() -> dict[str, str]:
+def pipeline_env(jax_cache: Path | str | None = None) -> dict[str, str]:
     """The environment ``./dev`` gives the pipeline: this interpreter's virtual environment
-    first on PATH, offline, CPU only (the runtime settings come from ``python -m pipeline``)."""
+    first on PATH, offline, CPU only (the runtime settings come from ``python -m pipeline``).
+    ``jax_cache`` is the compilation cache's folder (pipeline/jax_cache.py): an empty one
+    measures a machine that has never compiled rnnpipe's programs; None keeps the user's."""
     venv_bin = Path(sys.executable).parent
-    return {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "JAX_PLATFORMS": "cpu",
-            "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "JAX_PLATFORMS": "cpu",
+           "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if jax_cache is not None:
+        env["RNNPIPE_JAX_CACHE"] = str(jax_cache)
+    return env
 
 
 def main() -> None:
@@ -73,6 +78,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/repro-time"),
                     help="output path without extension (default: %(default)s)")
     ap.add_argument("--rev", default="HEAD", help="the revision to clone and run (default: %(default)s)")
+    ap.add_argument("--warm", action="store_true",
+                    help="then time a second fresh clone with the compilation cache the first one filled")
     ap.add_argument("--here", action="store_true",
                     help="run `dvc repro -f` in this checkout instead (every stage, outputs kept here)")
     ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"),
@@ -95,17 +102,25 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="rnnpipe-repro-") as tmp:
+        env = pipeline_env(Path(tmp) / "jax-cache")  # empty: nothing compiled before, as on a new machine
         clone = Path(tmp) / "rnnpipe"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
         full, stages = timed_stages(["dvc", "repro"], clone, env)
-        print(f"dvc repro (fresh clone): {full:.1f}s", flush=True)
+        print(f"dvc repro (fresh clone, empty compilation cache): {full:.1f}s", flush=True)
         noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
         print(f"dvc repro (no-op): {min(noop):.2f}-{max(noop):.2f}s", flush=True)
         status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True).stdout
-    record = {"commit": commit, "machine": machine_facts(),
-              "fresh_repro_seconds": round(full, 1), "stage_seconds": stages, "noop_repro_seconds": [round(t, 2) for t in noop],
-              "status_after": status.strip()}
+        record = {"commit": commit, "machine": machine_facts(), "compilation_cache": "empty at the start",
+                  "fresh_repro_seconds": round(full, 1), "stage_seconds": stages,
+                  "noop_repro_seconds": [round(t, 2) for t in noop], "status_after": status.strip()}
+        if args.warm:  # a second fresh clone, with the cache the first one filled
+            again = Path(tmp) / "again"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(again)], check=True)
+            subprocess.run(["git", "checkout", "-q", commit], cwd=again, check=True)
+            warm, warm_stages = timed_stages(["dvc", "repro"], again, env)
+            print(f"dvc repro (fresh clone, warm compilation cache): {warm:.1f}s", flush=True)
+            record.update(warm_repro_seconds=round(warm, 1), warm_stage_seconds=warm_stages)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

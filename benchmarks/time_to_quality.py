@@ -178,6 +178,7 @@ def run_joeynmt(doc: dict, cell: str, work: Path, steps: int, prepared: Path, le
 
 def run_torch_charlm(doc: dict, work: Path, prepared: Path) -> list[dict]:
     t, m = doc["charlm"]["train"], doc["charlm"]["model"]
+    work.mkdir(parents=True, exist_ok=True)
     out = work / "torch-curve.json"
     cmd = [sys.executable, str(ROOT / "benchmarks/torch_charlm.py"), "--prepared", str(prepared),
            "--steps", str(t["steps"]), "--eval-every", str(t["log_every"]), "--lr", str(t["learning_rate"]),
@@ -217,23 +218,30 @@ def curve_table(workload: str, curves: dict[str, list[dict]], budget: float) -> 
     return lines
 
 
-def catch_up_table(workload: str, curves: dict[str, list[dict]], peer: str, budget: float) -> list[str]:
-    """How long each rnnpipe cell takes to reach the peer's best score within ``budget``."""
+def catch_up_table(workload: str, curves: dict[str, list[dict]], peer: str, budget: float | None) -> list[str]:
+    """How long each rnnpipe cell takes to reach the peer's best score within ``budget``
+    seconds (None: the peer's best of its whole run). When rnnpipe's first evaluation
+    already reaches it, the ratio is only an upper bound (marked ≤): the peer's best is
+    below anything rnnpipe recorded, so the table times first evaluations, not learning."""
     key, label, better = SCORE[workload]
-    lines = [f"| cell | {peer}'s best {label} within {budget:.0f} s | {peer} reached it at | "
+    within = f"within {budget:.0f} s" if budget is not None else "in its whole run"
+    lines = [f"| cell | {peer}'s best {label} {within} | {peer} reached it at | "
              "rnnpipe reached it at | rnnpipe / peer time |", "|---|---:|---:|---:|---:|"]
     for name, rows in curves.items():
         if not name.startswith("rnnpipe"):
             continue
         cell = name.split(" ", 1)[1]
-        peer_rows = curves.get(f"{peer} {cell}") or curves.get(peer)
+        # the peer's same cell, else its only one (PyTorch's char LM is an LSTM)
+        peer_rows = curves.get(f"{peer} {cell}") or next((v for k, v in curves.items() if k.startswith(peer)), None)
         if not peer_rows:
             continue
-        target = best_within(peer_rows, key, budget, better)
+        target = best_within(peer_rows, key, float("inf") if budget is None else budget, better)
         if target is None:
             continue
         mine = first_reaching(rows, key, target[key], better)
         ratio = f"{mine['seconds'] / target['seconds']:.2f}" if mine else "not reached"
+        if mine is rows[0]:
+            ratio = f"≤ {ratio} (rnnpipe's first evaluation)"
         reached = f"{mine['seconds']:.0f} s" if mine else "-"
         lines.append(f"| {name} | {target[key]:.3f} | {target['seconds']:.0f} s | {reached} | {ratio} |")
     return lines
@@ -245,6 +253,10 @@ def write(name: str, record: dict, lines: list[str]) -> None:
     record = {"command": "python " + " ".join(sys.argv[1:] and [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "machine": machine_facts(), **record}
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(out, record, lines)
+
+
+def write_markdown(out: Path, record: dict, lines: list[str]) -> None:
     header = [f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores. "
               f"Command: `{record['command']}`.", ""]
     out.with_suffix(".md").write_text("\n".join(header + lines) + "\n")
@@ -272,12 +284,53 @@ def compare(args: argparse.Namespace, doc: dict) -> int:
             prepared = prepared_dir("charlm", doc, scratch / "peer-data")
             print("== torch lstm", flush=True)
             curves["torch lstm"] = run_torch_charlm(doc, scratch / "torch", prepared)
-    lines = curve_table(workload, curves, args.budget)
+    write(f"time-to-quality-{workload}", {"workload": workload, "budget_seconds": args.budget, "sets": args.sets,
+                                          "params": doc[workload], "curves": curves},
+          tables(workload, curves, args.budget))
+    return 0
+
+
+def tables(workload: str, curves: dict[str, list[dict]], budget: float) -> list[str]:
+    """The Markdown tables of one comparison's curves."""
+    lines = curve_table(workload, curves, budget)
     peer = "joeynmt" if workload == "nmt" else "torch"
     if any(name.startswith(peer) for name in curves):
-        lines += ["", *catch_up_table(workload, curves, peer, args.budget)]
-    write(f"time-to-quality-{workload}", {"workload": workload, "budget_seconds": args.budget, "sets": args.sets,
-                                          "params": doc[workload], "curves": curves}, lines)
+        lines += ["", *catch_up_table(workload, curves, peer, budget), "",
+                  *catch_up_table(workload, curves, peer, None)]
+    if workload == "charlm" and "torch lstm" in curves:
+        lines += ["", *every_evaluation_table(workload, curves, "torch lstm", after=30.0)]
+    return lines
+
+
+def every_evaluation_table(workload: str, curves: dict[str, list[dict]], peer: str, after: float) -> list[str]:
+    """Each rnnpipe evaluation later than ``after`` seconds against the peer's best score
+    recorded by the same second: how many of them are better."""
+    key, label, better = SCORE[workload]
+    peer_rows = curves[peer]
+    lines = [f"| cell | evaluations after {after:.0f} s | better than {peer}'s best by then | "
+             "the closest (rnnpipe, peer, s) |", "|---|---:|---:|---|"]
+    for name, rows in curves.items():
+        if not name.startswith("rnnpipe"):
+            continue
+        pairs = []
+        for row in rows:
+            earlier = best_within(peer_rows, key, row["seconds"], better)
+            if row["seconds"] > after and earlier is not None:
+                pairs.append((row, earlier))
+        wins = [r for r, e in pairs if better(r[key], e[key]) == r[key] and r[key] != e[key]]
+        if not pairs:
+            lines.append(f"| {name} | 0 | - | - |")
+            continue
+        r, e = min(pairs, key=lambda pe: abs(pe[0][key] - pe[1][key]))
+        lines.append(f"| {name} | {len(pairs)} | {len(wins)} | {r[key]:.3f}, {e[key]:.3f}, {r['seconds']:.0f} s |")
+    return lines
+
+
+def render(args: argparse.Namespace) -> int:
+    """Rewrite a results file's Markdown tables from its JSON (after a change to the tables)."""
+    path = Path(args.json)
+    record = json.loads(path.read_text())
+    write_markdown(path, record, tables(record["workload"], record["curves"], record["budget_seconds"]))
     return 0
 
 
@@ -321,7 +374,7 @@ def levers(args: argparse.Namespace, doc: dict) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{nmt,charlm,levers}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{nmt,charlm,levers,render}")
     for name in ("nmt", "charlm"):
         p = sub.add_parser(name, help=f"rnnpipe's {name} cells against the peer, {SCORE[name][1]} over seconds")
         p.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
@@ -346,6 +399,8 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=1,
                    help="runs at a time (default: %(default)s); above 1 the seconds are not comparable")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("render", help="rewrite a time-to-quality results file's tables from its JSON")
+    p.add_argument("json")
     p = sub.add_parser("_cell", help=argparse.SUPPRESS)
     p.add_argument("workload")
     p.add_argument("cell")
@@ -355,6 +410,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.command == "_cell":
         return cell_main(args)
+    if args.command == "render":
+        return render(args)
     doc = apply_sets(yaml.safe_load((ROOT / "params.yaml").read_text()), parse_sets(args.sets))
     return levers(args, doc) if args.command == "levers" else compare(args, doc)
 

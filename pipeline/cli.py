@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 
+from pipeline import jax_cache
 from pipeline import params as params_module
 from pipeline.errors import PipelineError
 
@@ -43,6 +44,7 @@ COMMANDS = {
     "forecast": ("MODEL", "the next horizon of prices from the latest stored data"),
     "report": ("[OLD] [NEW]", "metrics, params and training curves of two revisions (Markdown, HTML)"),
 }
+COMPILING = {"translate", "generate", "forecast"}  # the commands that run a model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in COMMANDS:
+            if argv[0] in COMPILING and not {"-h", "--help"} & set(argv):
+                jax_cache.enable()  # before anything compiles: see pipeline/jax_cache.py
             return importlib.import_module(f"pipeline.commands.{argv[0]}").main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
@@ -82,6 +86,7 @@ def run_stage(argv: list[str]) -> int:
     if args.stage in NEEDS_VARIANT and not args.variant:
         parser().error(f"stage '{args.stage}' needs a variant: {STAGES[args.stage]}")
     params = params_module.load(args.params)
+    jax_cache.enable()
     if args.stage.startswith(("train_", "evaluate_")):
         workload = args.stage.split("_", 1)[1]
         cells = getattr(params, workload).model.cells

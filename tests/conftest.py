@@ -26,7 +26,10 @@ for key, value in {
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
+from pipeline import jax_cache  # noqa: E402
 from pipeline import params as params_module  # noqa: E402
+
+jax_cache.enable()  # the tests compile through the same per-user cache as the stages they start
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

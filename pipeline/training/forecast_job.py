@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+from concurrent import futures
 from typing import Any, Callable, Sequence
 
 import jax
@@ -26,6 +28,9 @@ from pipeline.params import model_kwargs
 from pipeline.training import optim, steps
 from pipeline.training.loop import FitOptions, Hook, Job, fit, no_evaluation
 from pipeline.training.losses import forecast_loss
+
+
+_COMPILED_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -58,7 +63,8 @@ def make_job(p: ForecastParams, cell: str, series: np.ndarray, train_starts: np.
     inputs_n, targets_n = normalised(train_starts)
     config = {"output_len": p.data.output_len, "outputs": p.data.targets, **model_kwargs(p.model, cell)}
     init_key, fit_key = jax.random.split(jax.random.key(seed))
-    model, rate, tx, loss_fn, train_step = _compiled(Forecaster(**config), dataclasses.replace(t, seed=0))
+    with _COMPILED_LOCK:  # the twins' thread and this one share one entry
+        model, rate, tx, loss_fn, train_step = _compiled(Forecaster(**config), dataclasses.replace(t, seed=0))
     state = steps.create_state(model, init_key, tx, inputs_n[:2])
     rng = np.random.default_rng(seed)
     stream = ({"inputs": inputs_n[idx], "targets": targets_n[idx]}
@@ -128,12 +134,22 @@ def train_calibrated(p: ForecastParams, cell: str, series: np.ndarray, train_sta
         state, _ = fit(job, hooks(seed, job, config) if with_hooks else ())
         return state.params, config
 
-    members, twins = [], []
-    for seed in seeds:
-        name = f"{desc} seed {seed}" if many else desc
-        params, config = trained(train_starts, name, seed, True)
-        members.append(params)
-        twins.append(trained(twin_starts, f"{name}, calibration twin", seed, False)[0])
+    names = {seed: f"{desc} seed {seed}" if many else desc for seed in seeds}
+    # The twins train on a second thread while the members train on this one (which keeps
+    # the hooks and the signal handling): each network is small enough that one alone
+    # leaves a core idle. Every network is a pure function of its seed and data, so the
+    # overlap changes no number (tests/test_forecast_job.py checks it).
+    pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibration-twin")
+    try:
+        twin_jobs = [pool.submit(trained, twin_starts, f"{names[seed]}, calibration twin", seed, False)
+                     for seed in seeds]
+        members = []
+        for seed in seeds:
+            params, config = trained(train_starts, names[seed], seed, True)
+            members.append(params)
+        twins = [job.result()[0] for job in twin_jobs]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon)
     twin_pred = forecasting.forecast_members(Forecaster(**config["model"]), twins, cal_inputs)[..., 0]
     scale = windows.naive_scale(cal_inputs)

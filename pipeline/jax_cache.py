@@ -1,0 +1,102 @@
+"""JAX's persistent compilation cache, for every rnnpipe process.
+
+Each stage is a new process, so without a cache every ``dvc repro``, ``dvc exp run`` and
+scheduled refresh compiles the same programs again. :func:`enable` points JAX's
+persistent cache (``jax_compilation_cache_dir``) at a per-user folder, and sets the
+minimum compile time and entry size to 0: most of a stage's compilations are small
+(model initialisation compiles about a hundred one-op programs), and JAX would
+otherwise never write them.
+
+Where: ``$RNNPIPE_JAX_CACHE`` when set (``0`` or ``off`` turns the cache off), else
+``$XDG_CACHE_HOME/rnnpipe/jax`` (default ``~/.cache/rnnpipe/jax``). Inside it, one folder
+per :func:`key_name`: the jax and jaxlib versions, the CPU (model and instruction-set
+flags) and the oneDNN kernel's build. JAX's own key covers the program, the compile
+options, the XLA flags and the jax/jaxlib versions, but not the CPU that compiled the
+code (XLA:CPU compiles for the host's instruction set, and a home folder can be shared
+between machines) nor the shared object behind the oneDNN custom call (its symbols are
+found by name), so those two name the folder: a rebuilt kernel or another CPU kind
+starts an empty folder, never a stale one.
+
+Concurrency: the cache is given a size limit (:data:`MAX_BYTES`), which makes JAX take a
+file lock around every read and write, so a process never reads an entry another is
+half-way through writing. A failed read or write is a warning from JAX, never an error:
+the program is compiled as if the cache were empty.
+
+A cached program is the same executable, so it computes the same floats
+(tests/test_jax_cache.py checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+ENV = "RNNPIPE_JAX_CACHE"
+MAX_BYTES = 4 * 1024**3  # least recently used entries go first beyond this
+
+
+def base_dir(env: dict[str, str] | None = None) -> Path | None:
+    """The cache's root folder, or None when ``$RNNPIPE_JAX_CACHE`` turns it off."""
+    env = os.environ if env is None else env
+    chosen = env.get(ENV)
+    if chosen is not None:
+        return None if chosen.strip().lower() in ("0", "off", "false", "no", "") else Path(chosen).expanduser()
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnpipe" / "jax"
+
+
+def cpu_fingerprint() -> str:
+    """The machine's architecture, CPU model and instruction-set flags, hashed."""
+    facts = [platform.machine()]
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    for field in ("vendor_id", "cpu family", "model", "model name", "flags"):
+        for line in text.splitlines():
+            if line.split(":", 1)[0].strip() == field:
+                facts.append(f"{field}={line.split(':', 1)[1].strip()}")
+                break
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:12]
+
+
+def kernel_build() -> str:
+    """The oneDNN kernel's build key (its library's name), or ``none`` where it cannot be built."""
+    from pipeline.kernels import onednn
+
+    try:
+        return onednn.library_path().stem.rsplit("-", 1)[-1]
+    except onednn.Unavailable:
+        return "none"
+
+
+def key_name() -> str:
+    """The folder name: what JAX's own cache key leaves out, and the versions."""
+    versions = "-".join(f"{dist}{_version(dist)}" for dist in ("jax", "jaxlib"))
+    return f"{versions}-cpu{cpu_fingerprint()}-onednn{kernel_build()}"
+
+
+def enable(env: dict[str, str] | None = None) -> Path | None:
+    """Turn the persistent cache on for this process (before its first compilation);
+    returns the folder, or None when turned off."""
+    root = base_dir(env)
+    if root is None:
+        return None
+    import jax
+
+    folder = root / key_name()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    return folder
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
