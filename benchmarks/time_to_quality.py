@@ -259,6 +259,8 @@ def write(name: str, record: dict, lines: list[str]) -> None:
 def write_markdown(out: Path, record: dict, lines: list[str]) -> None:
     header = [f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores. "
               f"Command: `{record['command']}`.", ""]
+    if record.get("note"):
+        header += [f"Note: {record['note']}.", ""]
     out.with_suffix(".md").write_text("\n".join(header + lines) + "\n")
     print("\n".join(lines))
 

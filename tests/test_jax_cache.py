@@ -36,7 +36,7 @@ print(json.dumps({"folder": str(folder), "hits": len(hits), "out": out.tobytes()
 """
 
 
-def run_program(cache: str, count: int = 1) -> list[dict]:
+def run_program(cache: str, count: int = 1, quiet: bool = True) -> list[dict]:
     env = {**__import__("os").environ, jax_cache.ENV: cache}
     procs = [subprocess.Popen([sys.executable, "-c", PROGRAM], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(count)]
@@ -44,7 +44,8 @@ def run_program(cache: str, count: int = 1) -> list[dict]:
     for p in procs:
         stdout, stderr = p.communicate(timeout=300)
         assert p.returncode == 0, stderr
-        assert "persistent compilation cache" not in stderr.lower(), stderr  # no read or write warning
+        if quiet:  # no read or write warning
+            assert "persistent compilation cache" not in stderr.lower(), stderr
         outs.append(json.loads(stdout.strip().splitlines()[-1]))
     return outs
 
@@ -90,7 +91,8 @@ def test_the_variable_turns_it_off(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_filling_one_folder_at_once_both_finish(tmp_path):
-    a, b = run_program(str(tmp_path), count=2)
+    # one may catch an entry the other is still writing: a warning and a compilation, never a failure
+    a, b = run_program(str(tmp_path), count=2, quiet=False)
     assert a["out"] == b["out"]
     third, = run_program(str(tmp_path))
     assert third["hits"] > 0 and third["out"] == a["out"]

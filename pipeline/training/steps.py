@@ -6,6 +6,7 @@ and so the configuration are bound by closure.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -34,7 +35,9 @@ class TrainState(train_state.TrainState):
 def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) -> TrainState:
     """Initialise parameters from ``key`` by tracing the model on example inputs; with
     ``ema``, the moving average starts at them (:func:`make_train_step` updates it)."""
-    params = model.init({"params": key}, *example_inputs)["params"]
+    # One compiled program: run op by op, initialisation compiles a hundred one-op
+    # programs (3.3 s of the translator's 5.9 s on 2 cores).
+    params = _init(model, key, *example_inputs)
     # Separate int32 buffers: the train step donates the state (a buffer donated twice
     # fails), and a checkpoint restores into this state's dtypes (the step as a Python
     # int would come back as int64).
@@ -42,6 +45,11 @@ def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) 
                               skipped=jnp.zeros((), jnp.int32), bad_run=jnp.zeros((), jnp.int32),
                               ema=jax.tree_util.tree_map(jnp.copy, params) if ema else None)
     return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model, key: jax.Array, *example_inputs):
+    return model.init({"params": key}, *example_inputs)["params"]
 
 
 def make_train_step(loss_fn: LossFn, ema_decay: float = 0.0):
