@@ -18,7 +18,9 @@ reproduces the commit bit for bit.
     python benchmarks/noise.py --seeds 0 1 2   # fewer runs
 
 The first run is timed stage by stage as ``benchmarks/repro_time.py`` times it
-(``default_run_stage_seconds``), so one measurement gives both.
+(``default_run_stage_seconds``), so one measurement gives both. All runs share one
+compilation cache (pipeline/jax_cache.py), empty at the start: the first run compiles
+everything, as on a new machine; the seeds after it find their programs there.
 
 ``rnnpipe report`` and ``dvc metrics diff`` readers use the bands to tell a real change from
 a change of seed. Refresh them when the models or their training change materially.
