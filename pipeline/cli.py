@@ -86,7 +86,6 @@ def run_stage(argv: list[str]) -> int:
     if args.stage in NEEDS_VARIANT and not args.variant:
         parser().error(f"stage '{args.stage}' needs a variant: {STAGES[args.stage]}")
     params = params_module.load(args.params)
-    jax_cache.enable()
     if args.stage.startswith(("train_", "evaluate_")):
         workload = args.stage.split("_", 1)[1]
         cells = getattr(params, workload).model.cells
@@ -99,5 +98,7 @@ def run_stage(argv: list[str]) -> int:
 
         parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
+    if "jax" in sys.modules:  # a stage that computes with JAX (the others skip its import, about 1 s)
+        jax_cache.enable()
     stage.run(params, args.variant)
     return 0

@@ -96,3 +96,23 @@ def test_two_processes_filling_one_folder_at_once_both_finish(tmp_path):
     assert a["out"] == b["out"]
     third, = run_program(str(tmp_path))
     assert third["hits"] > 0 and third["out"] == a["out"]
+
+
+def test_stages_that_compute_fill_the_cache_and_the_others_never_load_jax(tmp_path, tiny_params_dict):
+    import os
+
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict))
+    env = {**os.environ, jax_cache.ENV: str(tmp_path / "cache")}
+
+    def stage(*args):
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    stage("download", "charlm")
+    stage("prepare_charlm")
+    assert not (tmp_path / "cache").exists()  # neither imported jax, so neither made the folder
+    stage("train_charlm", "lstm")
+    assert any((tmp_path / "cache").glob("*/*-cache"))
