@@ -44,7 +44,6 @@ COMMANDS = {
     "forecast": ("MODEL", "the next horizon of prices from the latest stored data"),
     "report": ("[OLD] [NEW]", "metrics, params and training curves of two revisions (Markdown, HTML)"),
 }
-COMPILING = {"translate", "generate", "forecast"}  # the commands that run a model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in COMMANDS:
-            if argv[0] in COMPILING and not {"-h", "--help"} & set(argv):
-                jax_cache.enable()  # before anything compiles: see pipeline/jax_cache.py
-            return importlib.import_module(f"pipeline.commands.{argv[0]}").main(argv[1:])
+            command = importlib.import_module(f"pipeline.commands.{argv[0]}")
+            _cache_compilations()
+            return command.main(argv[1:])
         return run_stage(argv)
     except params_module.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -98,7 +97,14 @@ def run_stage(argv: list[str]) -> int:
 
         parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
-    if "jax" in sys.modules:  # a stage that computes with JAX (the others skip its import, about 1 s)
-        jax_cache.enable()
+    _cache_compilations()
     stage.run(params, args.variant)
     return 0
+
+
+def _cache_compilations() -> None:
+    """Switch JAX's persistent compilation cache on (pipeline/jax_cache.py) for a stage or
+    command whose module imported JAX, before it compiles anything; the others (downloads,
+    preparation, report) never load JAX for it (about 1 s each)."""
+    if "jax" in sys.modules:
+        jax_cache.enable()

@@ -37,7 +37,10 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from pipeline.evaluation import provenance
+
 ENV = "RNNPIPE_JAX_CACHE"
+CPU_FIELDS = ("vendor_id", "cpu family", "model", "model name", "flags")  # what names the CPU
 
 
 def base_dir(env: dict[str, str] | None = None) -> Path | None:
@@ -51,16 +54,8 @@ def base_dir(env: dict[str, str] | None = None) -> Path | None:
 
 def cpu_fingerprint() -> str:
     """The machine's architecture, CPU model and instruction-set flags, hashed."""
-    facts = [platform.machine()]
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
-    for field in ("vendor_id", "cpu family", "model", "model name", "flags"):
-        for line in text.splitlines():
-            if line.split(":", 1)[0].strip() == field:
-                facts.append(f"{field}={line.split(':', 1)[1].strip()}")
-                break
+    info = provenance.cpu_info()
+    facts = [platform.machine(), *(f"{field}={info[field]}" for field in CPU_FIELDS if field in info)]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:12]
 
 

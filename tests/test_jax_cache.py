@@ -5,11 +5,13 @@ that the floats are the same, and that two processes filling it at once both fin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline import jax_cache
 from pipeline.kernels import onednn
@@ -37,7 +39,7 @@ print(json.dumps({"folder": str(folder), "hits": len(hits), "out": out.tobytes()
 
 
 def run_program(cache: str, count: int = 1, quiet: bool = True) -> list[dict]:
-    env = {**__import__("os").environ, jax_cache.ENV: cache}
+    env = {**os.environ, jax_cache.ENV: cache}
     procs = [subprocess.Popen([sys.executable, "-c", PROGRAM], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(count)]
     outs = []
@@ -99,10 +101,6 @@ def test_two_processes_filling_one_folder_at_once_both_finish(tmp_path):
 
 
 def test_stages_that_compute_fill_the_cache_and_the_others_never_load_jax(tmp_path, tiny_params_dict):
-    import os
-
-    import yaml
-
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict))
     env = {**os.environ, jax_cache.ENV: str(tmp_path / "cache")}
 

@@ -15,15 +15,26 @@ import platform
 from pathlib import Path
 
 
+def cpu_info() -> dict[str, str]:
+    """The first CPU's fields in ``/proc/cpuinfo`` (``model name``, ``flags``, ...); empty
+    where there is no such file."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
 def cpu_model() -> str:
     """The CPU's model name with its family/model numbers and widest vector extension
     (``/proc/cpuinfo``; a VM may report only "AMD EPYC", and the numbers tell Zen 4 from
     Zen 5); ``platform.processor()`` elsewhere."""
     try:
-        info: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
+        info = cpu_info()
         flags = info.get("flags", "").split()
         isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
         return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
