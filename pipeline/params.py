@@ -215,6 +215,7 @@ class NmtModel:
     dropout: Rate
     precision: Precision
     kernel: Kernel
+    forget_bias: float
 
     def cross_check(self, section: str) -> str | None:
         if problem := _kernel_check(self, section):
@@ -290,6 +291,7 @@ class CharlmModel:
     dropout: Rate
     precision: Precision
     kernel: Kernel
+    forget_bias: float
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)
@@ -374,6 +376,7 @@ class ForecastModel:
     dropout: Rate
     precision: Precision
     kernel: Kernel
+    forget_bias: float
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)

@@ -245,3 +245,37 @@ def test_attention_keeps_its_parameter_names_and_initial_values(attention):
     assert names <= set(untied.params) and {k for k in untied.params if k.startswith("attn")} == names
     for name in names:
         jax.tree_util.tree_map(np.testing.assert_array_equal, untied.params[name], tied.params[name])
+
+
+def _forget_slices(params, hidden):
+    """The forget-gate slice of every LSTM layer's input bias (gate order i, f, g, o)."""
+    return [np.asarray(leaf)[hidden:2 * hidden] for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+            if getattr(path[-1], "key", None) == "bi"]
+
+
+@pytest.mark.parametrize("section", ["nmt", "charlm", "forecast"])
+def test_forget_bias_reaches_every_lstm_layer_from_params(section):
+    from pipeline.params import load, model_kwargs
+
+    params = load("params.yaml")
+    kwargs = model_kwargs(getattr(params, section).model, "lstm")
+    assert kwargs["forget_bias"] == getattr(params, section).model.forget_bias
+    kwargs["forget_bias"] = 0.25
+    hidden = 6
+    if section == "nmt":
+        model = Seq2Seq(11, 13, "lstm", embed=4, hidden=hidden, layers=2, attention="general", dropout=0.0,
+                        bidirectional=True, forget_bias=kwargs["forget_bias"])
+        args = (jnp.ones((2, 3), jnp.int32), jnp.array([3, 2], jnp.int32), jnp.ones((2, 3), jnp.int32))
+    elif section == "charlm":
+        model = CharLM(9, "lstm", embed=4, hidden=hidden, layers=2, dropout=0.0, forget_bias=kwargs["forget_bias"])
+        args = (jnp.ones((2, 3), jnp.int32), initial_carries("lstm", 2, hidden, 2))
+    else:
+        model = Forecaster("lstm", hidden=hidden, layers=2, dropout=0.0, output_len=3,
+                           forget_bias=kwargs["forget_bias"])
+        args = (jnp.ones((2, 4, 1), jnp.float32),)
+    params_tree = model.init(jax.random.key(0), *args)["params"]
+    slices = _forget_slices(params_tree, hidden)
+    # nmt: 2 encoder layers x 2 directions + 2 decoder layers; others: 2 layers (x2 for the forecaster's halves)
+    assert len(slices) == {"nmt": 6, "charlm": 2, "forecast": 4}[section]
+    for s in slices:
+        np.testing.assert_array_equal(s, np.full(hidden, 0.25, np.float32))

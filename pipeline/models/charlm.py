@@ -20,6 +20,7 @@ class CharLM(nn.Module):
     input: str = "embedding"  # "embedding" | "onehot" (char-rnn's original input)
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
     kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
+    forget_bias: float = 1.0  # the LSTM forget gate's initial bias
 
     def setup(self):
         if self.input not in ("embedding", "onehot"):
@@ -27,7 +28,7 @@ class CharLM(nn.Module):
         if self.input == "embedding":
             self.embedding = nn.Embed(self.vocab, self.embed)
         self.rnn = StackedRNN(self.cell, self.hidden, self.layers, self.dropout, precision=self.precision,
-                              kernel=self.kernel)
+                              kernel=self.kernel, forget_bias=self.forget_bias)
         self.drop = nn.Dropout(self.dropout)
         self.project = nn.Dense(self.vocab)
 

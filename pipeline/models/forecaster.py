@@ -26,12 +26,14 @@ class Forecaster(nn.Module):
     precision: Precision = "float32"  # of the recurrent matmuls (see pipeline.models.rnn)
     kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     outputs: int = 1  # the first this many input features are forecast
+    forget_bias: float = 1.0  # the LSTM forget gate's initial bias
 
     @nn.compact
     def __call__(self, inputs, train: bool = False):
         batch = inputs.shape[0]
         rnn = lambda name: StackedRNN(self.cell, self.hidden, self.layers, self.dropout,  # noqa: E731
-                                      precision=self.precision, kernel=self.kernel, name=name)
+                                      precision=self.precision, kernel=self.kernel,
+                                      forget_bias=self.forget_bias, name=name)
         carries, _ = rnn("encoder")(inputs, train=train)
         clock = jnp.arange(self.output_len, dtype=jnp.float32) / self.output_len
         dec_in = jnp.broadcast_to(clock[None, :, None], (batch, self.output_len, 1))

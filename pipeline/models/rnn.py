@@ -408,10 +408,11 @@ class RNNLayer(nn.Module):
     time_major: bool = False
     precision: Precision = "float32"
     kernel: Kernel = "auto"
+    forget_bias: float = 1.0  # the LSTM forget gate's initial bias
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, carry: Carry | None = None):
-        wi, wh, bi, bh = gate_weights(self, self.cell, self.hidden, x.shape[-1])
+        wi, wh, bi, bh = gate_weights(self, self.cell, self.hidden, x.shape[-1], self.forget_bias)
         if carry is None:
             carry = zero_carry(self.cell, x.shape[1 if self.time_major else 0], self.hidden)
         if use_onednn(self.kernel, self.cell, mask is not None, self.precision):
@@ -422,13 +423,13 @@ class RNNLayer(nn.Module):
         return scan_layer(self.cell, wh, bh, carry, xp, mask, self.reverse, self.precision)
 
 
-def gate_weights(module: nn.Module, cell: Cell, hidden: int, in_dim: int):
+def gate_weights(module: nn.Module, cell: Cell, hidden: int, in_dim: int, forget_bias: float = 1.0):
     """Declare one layer's fused weights ``(wi, wh, bi, bh)`` on ``module``."""
     g = GATES[cell] * hidden
     return (
         module.param("wi", nn.initializers.lecun_normal(), (in_dim, g)),
         module.param("wh", _stacked_orthogonal(GATES[cell]), (hidden, g)),
-        module.param("bi", _gate_bias(cell, hidden), (g,)),
+        module.param("bi", _gate_bias(cell, hidden, forget_bias), (g,)),
         module.param("bh", nn.initializers.zeros_init(), (g,)),
     )
 
@@ -440,10 +441,11 @@ class LayerWeights(nn.Module):
     cell: Cell
     hidden: int
     in_dim: int
+    forget_bias: float = 1.0
 
     @nn.compact
     def __call__(self):
-        return gate_weights(self, self.cell, self.hidden, self.in_dim)
+        return gate_weights(self, self.cell, self.hidden, self.in_dim, self.forget_bias)
 
 
 class StackedRNN(nn.Module):
@@ -461,6 +463,7 @@ class StackedRNN(nn.Module):
     bidirectional: bool = False
     precision: Precision = "float32"
     kernel: Kernel = "auto"
+    forget_bias: float = 1.0  # the LSTM forget gate's initial bias, every layer
 
     @nn.compact
     def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False):
@@ -472,7 +475,7 @@ class StackedRNN(nn.Module):
                     x = nn.Dropout(self.dropout, deterministic=not train)(x)
                 # the same parameter names as the scan's RNNLayers: one checkpoint runs on both
                 names = [f"layer{i}"] + ([f"layer{i}_reverse"] if self.bidirectional else [])
-                weights = [LayerWeights(self.cell, self.hidden, x.shape[-1], name=n)() for n in names]
+                weights = [LayerWeights(self.cell, self.hidden, x.shape[-1], self.forget_bias, name=n)() for n in names]
                 carry = carries[i]
                 if carry is None:
                     zeros = [zero_carry(self.cell, x.shape[0], self.hidden) for _ in names]
@@ -487,10 +490,10 @@ class StackedRNN(nn.Module):
             if i > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
             fw = RNNLayer(self.cell, self.hidden, time_major=True, precision=self.precision, kernel=self.kernel,
-                          name=f"layer{i}")
+                          forget_bias=self.forget_bias, name=f"layer{i}")
             if self.bidirectional:
                 bw = RNNLayer(self.cell, self.hidden, reverse=True, time_major=True, precision=self.precision,
-                              kernel=self.kernel, name=f"layer{i}_reverse")
+                              kernel=self.kernel, forget_bias=self.forget_bias, name=f"layer{i}_reverse")
                 c_fw, c_bw = carries[i] if carries[i] is not None else (None, None)
                 c_fw, y_fw = fw(x, mask, c_fw)
                 c_bw, y_bw = bw(x, mask, c_bw)
@@ -502,13 +505,19 @@ class StackedRNN(nn.Module):
         return out_carries, jnp.swapaxes(x, 0, 1)
 
 
-def _gate_bias(cell: Cell, hidden: int):
-    """LSTM forget-gate bias starts at 1 so early gradients flow through time."""
+def _gate_bias(cell: Cell, hidden: int, forget_bias: float):
+    """Zero input biases, but an LSTM's forget gate starts at ``forget_bias``.
+
+    1.0 is the usual advice (early gradients flow through time) and suits sentences.
+    A char LM whose carry runs across a whole epoch of windows does better with 0:
+    with 1 its cell states grew to thousands within the first epoch
+    (benchmarks/results/levers-charlm-forget-bias.md).
+    """
 
     def init(key, shape, dtype=jnp.float32):
         b = jnp.zeros(shape, dtype)
         if cell == "lstm":
-            b = b.at[hidden : 2 * hidden].set(1.0)
+            b = b.at[hidden : 2 * hidden].set(forget_bias)
         return b
 
     return init

@@ -62,6 +62,7 @@ class Seq2Seq(nn.Module):
     precision: Precision = "float32"
     kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     input: str = "embedding"  # embedding | onehot (then `embed` is unused)
+    forget_bias: float = 1.0  # the LSTM forget gate's initial bias, encoder and decoder
 
     def setup(self):
         memory_width = self.hidden * (2 if self.bidirectional else 1)
@@ -81,13 +82,14 @@ class Seq2Seq(nn.Module):
             self.trg_embed = lambda ids: jax.nn.one_hot(ids, self.trg_vocab)
         width = self.embed if self.input == "embedding" else self.trg_vocab
         self.encoder = StackedRNN(
-            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision, self.kernel
+            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision, self.kernel,
+            self.forget_bias,
         )
         parts = 2 if self.cell == "lstm" else 1
         self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
         first_in = width + (self.hidden if self.input_feeding else 0)
         self.decoder = [
-            LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden)
+            LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden, self.forget_bias)
             for i in range(self.layers)
         ]
         self.drop = nn.Dropout(self.dropout)
