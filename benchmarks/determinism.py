@@ -54,7 +54,6 @@ def child(steps: int) -> None:
 
     import jax
     import numpy as np
-
     from rnn_speed import CONFIGS, JaxRunner
 
     r = JaxRunner("lstm", CONFIGS["S"], 64)

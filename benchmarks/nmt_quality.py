@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_facts  # noqa: E402
+
 from pipeline import params as params_module  # noqa: E402
 from pipeline.stages import download, evaluate_nmt, prepare_nmt, train_nmt  # noqa: E402
 

@@ -138,7 +138,7 @@ class TorchNMT:
             def forward(self, src, trg_in):
                 memory, (hn, cn) = self.encoder(self.src_embed(src))
                 b = src.shape[0]
-                both = lambda s: s.view(layers, 2, b, h).permute(0, 2, 1, 3).reshape(layers, b, 2 * h)  # noqa: E731
+                both = lambda s: s.view(layers, 2, b, h).permute(0, 2, 1, 3).reshape(layers, b, 2 * h)
                 hn, cn = both(hn), both(cn)
                 c0 = torch.stack([torch.tanh(self.bridge[2 * i](cn[i])) for i in range(layers)])
                 h0 = torch.stack([torch.tanh(self.bridge[2 * i + 1](hn[i])) for i in range(layers)])
@@ -250,8 +250,13 @@ def main() -> None:
                     help="our LSTM layers' kernel (see rnn_speed.py)")
     ap.add_argument("--device", choices=sorted(PLATFORMS), default="cpu",
                     help="where both frameworks train (default: %(default)s)")
-    ap.add_argument("--rows", nargs="+", choices=["luong", "luong-feed", "beam"], default=["luong", "luong-feed", "beam"],
-                    help="what to measure (default: all)")
+    ap.add_argument(
+        "--rows",
+        nargs="+",
+        choices=["luong", "luong-feed", "beam"],
+        default=["luong", "luong-feed", "beam"],
+        help="what to measure (default: all)",
+    )
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--feed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -10,7 +10,8 @@ Each framework runs in its own process (:class:`Worker`: sharing one process, bo
 about 1.6x slower than alone) and does ``--rounds`` timed rounds of
 ``--steps`` train steps, interleaved A B C A B C so that all see the same machine state;
 warm-up (compilation) is timed apart. All run under rnnpipe's runtime environment
-(pipeline/runtime.py: malloc huge pages), the same for every framework. Reported: median tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
+(pipeline/runtime.py: malloc huge pages), the same for every framework. Reported: median
+tokens/s, the min-max range, the ratios to PyTorch and Flax, and the
 achieved GFLOP/s (matmul work of forward + backward, about 3x the forward) against a
 measured float32 matmul peak. Needs the benchmark extra (`pip install -e ".[bench]"`):
 
@@ -165,9 +166,11 @@ def machine_header(peak: float) -> tuple[dict, str]:
     """The machine's facts as a JSON record and as the results' first Markdown line."""
     facts = machine_facts()
     on = "" if facts["device"].endswith(" cpu") else f", device {facts['device']}"
-    line = (f"{facts['cpu']}, {facts['cores']} cores{on}; measured float32 matmul peak {peak:.0f} GFLOP/s "
-            f"(jax {facts['jax']}, torch {facts['torch']}; every framework in its own process, "
-            f"GLIBC_TUNABLES={facts['glibc_tunables'] or 'unset'}, transparent huge pages {facts['transparent_hugepage']}).")
+    line = (
+        f"{facts['cpu']}, {facts['cores']} cores{on}; measured float32 matmul peak {peak:.0f} GFLOP/s "
+        f"(jax {facts['jax']}, torch {facts['torch']}; every framework in its own process, "
+        f"GLIBC_TUNABLES={facts['glibc_tunables'] or 'unset'}, transparent huge pages {facts['transparent_hugepage']})."
+    )
     return facts, line
 
 
@@ -389,10 +392,14 @@ def main() -> None:
         rows.append(row)
     facts, header = machine_header(peak)
     record = {"machine": facts, "matmul_peak_gflop_s": round(peak, 1), "rows": rows}
-    lines = [header, "",
-             "| row | B, T, H, layers | rnnpipe kernel | rnnpipe JAX tok/s (min-max) | plain Flax tok/s | PyTorch tok/s (min-max) "
-             "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        header,
+        "",
+        "| row | B, T, H, layers | rnnpipe kernel | rnnpipe JAX tok/s (min-max) | plain Flax tok/s "
+        "| PyTorch tok/s (min-max) "
+        "| JAX / PyTorch | JAX / Flax | JAX GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         j, t = r["jax"], r["torch"]
         flax = f"{r['flax']['median_tok_s']:,}" if "flax" in r else "-"

@@ -19,8 +19,8 @@ times, in microseconds per time step:
 
 and for the whole char-LM train step of rnn_speed.py (2 layers, embedding, softmax, Adam):
 
-    train step ms    rnnpipe's (LSTM layers on oneDNN where it builds), and faults/step: minor page faults per step (fresh
-                     memory the allocator had to map again)
+    train step ms    rnnpipe's (LSTM layers on oneDNN where it builds), and faults/step: minor
+                     page faults per step (fresh memory the allocator had to map again)
     torch train step ms   PyTorch's, in the same process and configuration
 
 "other" columns are fwd - mm fwd and bwd - mm bwd: gate arithmetic plus everything
@@ -56,8 +56,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-COLUMNS = ["fwd", "mm_fwd", "bwd", "mm_bwd", "loop", "onednn_fwd", "onednn_bwd", "step_ms", "faults", "torch_fwd", "torch_bwd", "torch_mm",
-           "torch_step_ms"]
+COLUMNS = [
+    "fwd",
+    "mm_fwd",
+    "bwd",
+    "mm_bwd",
+    "loop",
+    "onednn_fwd",
+    "onednn_bwd",
+    "step_ms",
+    "faults",
+    "torch_fwd",
+    "torch_bwd",
+    "torch_mm",
+    "torch_step_ms",
+]
 
 
 def timed(fn, repeats: int) -> float:
@@ -78,9 +91,9 @@ def jax_row(cell: str, size: str, repeats: int) -> dict[str, float]:
     """Per-step microseconds of the JAX parts (one process, one XLA configuration)."""
     import jax
     import jax.numpy as jnp
+    from rnn_speed import CONFIGS, JaxRunner
 
     from pipeline.models.rnn import GATES, recurrence, zero_carry
-    from rnn_speed import CONFIGS, JaxRunner
 
     b, t, h = (CONFIGS[size][k] for k in ("batch", "time", "hidden"))
     g = GATES[cell] * h
@@ -165,7 +178,6 @@ def train_step(runner, repeats: int) -> tuple[float, float]:
 def torch_row(cell: str, size: str, repeats: int) -> dict[str, float]:
     """Per-step microseconds of one PyTorch layer of the same shape."""
     import torch
-
     from rnn_speed import CONFIGS, TorchRunner
 
     b, t, h = (CONFIGS[size][k] for k in ("batch", "time", "hidden"))
@@ -219,7 +231,7 @@ def probes(repeats: int) -> list[str]:
 
     lines = ["| scan body | us per step |", "|---|---:|"]
     for n in (1, 2, 4, 8):
-        outs = lambda x, n=n: jax.lax.scan(lambda c, _: (c * 0.99, tuple(c * (1.0 + j) for j in range(n))),  # noqa: E731
+        outs = lambda x, n=n: jax.lax.scan(lambda c, _: (c * 0.99, tuple(c * (1.0 + j) for j in range(n))),
                                            x, None, length=t)
         lines.append(f"| {n} output(s) | {per_step(outs, x0):.2f} |")
 
@@ -233,9 +245,9 @@ def probes(repeats: int) -> list[str]:
 
     for n in (1, 2, 4, 8):
         lines.append(f"| {n} dependent kernel(s) | {per_step(lambda x, n=n: chain(x, n), x0):.2f} |")
-    sliced = lambda x, xs: jax.lax.scan(  # noqa: E731
+    sliced = lambda x, xs: jax.lax.scan(
         lambda c, s: (c * s[:, :h] + s[:, h:2 * h] * s[:, 2 * h:3 * h] - s[:, 3 * h:], None), x, xs)[0]
-    split = lambda x, xs: jax.lax.scan(lambda c, s: (c * s[0] + s[1] * s[2] - s[3], None), x, xs)[0]  # noqa: E731
+    split = lambda x, xs: jax.lax.scan(lambda c, s: (c * s[0] + s[1] * s[2] - s[3], None), x, xs)[0]
     lines.append(f"| 4 gates sliced from the step of a slab | {per_step(sliced, x0, slab):.2f} |")
     lines.append(f"| 4 gates from per-gate arrays | {per_step(split, x0, gates):.2f} |")
     return lines

@@ -138,8 +138,24 @@ def run_rnnpipe(workload: str, cell: str, doc: dict, work: Path) -> list[dict]:
     params_file.write_text(yaml.safe_dump(scratch_params(doc, workload, cell), sort_keys=False))
     env = runtime.environment({**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"})
     started = time.time()
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "_cell", workload, cell, "--params", str(params_file),
-                    "--out", str(out), "--started", repr(started)], cwd=work, env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_cell",
+            workload,
+            cell,
+            "--params",
+            str(params_file),
+            "--out",
+            str(out),
+            "--started",
+            repr(started),
+        ],
+        cwd=work,
+        env=env,
+        check=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -153,8 +169,11 @@ def prepared_dir(workload: str, doc: dict, work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.yaml"
     params_file.write_text(yaml.safe_dump(scratch_params(doc, workload, cell), sort_keys=False))
-    code = ("import sys, yaml; from pipeline import params as P; from pipeline.stages import download, prepare_{w} as s;"
-            "p = P.from_dict(yaml.safe_load(open(sys.argv[1]))); download.run(p, '{w}'); s.run(p)").format(w=workload)
+    code = (
+        "import sys, yaml; from pipeline import params as P; "
+        f"from pipeline.stages import download, prepare_{workload} as s;"
+        f"p = P.from_dict(yaml.safe_load(open(sys.argv[1]))); download.run(p, '{workload}'); s.run(p)"
+    )
     subprocess.run([sys.executable, "-c", code, str(params_file)], cwd=work, check=True,
                    env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)})
     return work / doc[workload]["paths"]["prepared"]
@@ -354,7 +373,7 @@ def levers(args: argparse.Namespace, doc: dict) -> int:
         with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
             curves = list(pool.map(one, runs))
     rows = []
-    for (name, sets, cell), curve in zip(runs, curves):
+    for (name, sets, cell), curve in zip(runs, curves, strict=True):
         if not curve:
             continue
         final, at = curve[-1], best_within(curve, key, args.budget, better)

@@ -39,7 +39,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ def make_schedule(lr: float, schedule: str, steps: int, warmup_steps: int = 0) -
         decay = _linear(lr, 0.0, decay_steps) if schedule == "warmup_linear" else _cosine(lr, decay_steps, 0.0)
         warmup = _linear(0.0, lr, max(1, warmup_steps))
         if warmup_steps:
-            joined = lambda c: warmup(c) if c < warmup_steps else decay(c - warmup_steps)  # noqa: E731
+            joined = lambda c: warmup(c) if c < warmup_steps else decay(c - warmup_steps)
         else:
             joined = decay
         return lambda count: joined(count + 1)  # update u gets the rate at u + 1 (rnnpipe's convention)

@@ -53,7 +53,7 @@ def transient(task, task_run, state) -> bool:
         state.result()
     except FetchError as err:
         return err.transient
-    except Exception:  # noqa: BLE001 - anything else is not worth repeating
+    except Exception:  # anything else is not worth repeating
         return False
     return False
 

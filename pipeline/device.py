@@ -31,8 +31,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 CHOICES = ("auto", "cpu", "gpu", "tpu")
 ENV = "RNNPIPE_DEVICE"
@@ -147,7 +147,7 @@ def verify(platform: str) -> str:
         import jax
 
         devices = jax.devices(platform)
-    except Exception as err:  # noqa: BLE001 - any backend failure becomes one clear message
+    except Exception as err:  # any backend failure becomes one clear message
         raise DeviceError(f"JAX cannot use the {platform} device that was chosen ({err}). Check the driver, or "
                           f"set {ENV}=cpu to train on the CPU.") from None
     return describe(devices)

@@ -13,9 +13,10 @@ import datetime as dt
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -385,7 +386,9 @@ class ForecastModel:
 @dataclass(frozen=True)
 class ForecastTrain:
     seed: int
-    seeds: Annotated[int, Range(ge=1, le=32)]  # the model is the mean of this many networks, from seeds seed, seed + 1, ...
+    seeds: Annotated[
+        int, Range(ge=1, le=32)
+    ]  # the model is the mean of this many networks, from seeds seed, seed + 1, ...
     steps: PosInt
     batch_size: PosInt
     optimizer: Literal["adam", "rmsprop"]
@@ -411,7 +414,9 @@ class ForecastBaselines:
 
 @dataclass(frozen=True)
 class ForecastIntervals:
-    calibration_days: PosInt  # days before a cut that a calibration twin is not trained on; its errors there give the widths
+    calibration_days: (
+        PosInt  # days before a cut that a calibration twin is not trained on; its errors there give the widths
+    )
 
 
 @dataclass(frozen=True)
@@ -499,7 +504,7 @@ def load(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raises :class:`ParamsError` naming the key."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as err:

@@ -44,7 +44,7 @@ def tiny_overrides(root: Path | None = None) -> dict:
 
     Source paths are absolute, or relative to ``root`` when it is given (a repo copy).
     """
-    rel = lambda path: str(path.relative_to(ROOT)) if root is not None else str(path)  # noqa: E731
+    rel = lambda path: str(path.relative_to(ROOT)) if root is not None else str(path)
     nmt_src, lm_src = FIXTURES / "fra-eng-excerpt.txt", FIXTURES / "shakespeare-head.txt"
     prices = ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20.json"
     return {

@@ -27,7 +27,7 @@ BPI = json.loads((ROOT / "data/embedded/coindesk/bpi-close-2010-07-18_2018-11-20
 
 
 def api_day(day: str, close: float, instrument: str = "BTC-USD") -> dict:
-    ts = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp())
+    ts = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp())
     return {"UNIT": "DAY", "TIMESTAMP": ts, "TYPE": "267", "MARKET": "cadli", "INSTRUMENT": instrument,
             "OPEN": close * 0.99, "HIGH": close * 1.02, "LOW": close * 0.97, "CLOSE": close, "VOLUME": 1.0}
 
@@ -50,7 +50,7 @@ class FakeApi:
                             content_type="application/json")
         instrument = request.args["instrument"]
         to_ts, limit = int(request.args["to_ts"]), int(request.args["limit"])
-        end = dt.datetime.fromtimestamp(to_ts, dt.timezone.utc).date()
+        end = dt.datetime.fromtimestamp(to_ts, dt.UTC).date()
         series = self.series[instrument]
         days = [d for d in series if dt.date.fromisoformat(d) <= end][-limit:]
         body = {"Data": [api_day(d, series[d], instrument) for d in days], "Err": {}}

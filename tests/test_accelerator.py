@@ -39,7 +39,7 @@ def test_the_machine_is_detected_and_jax_uses_it():
 def _close(a, b, rtol, atol):
     import jax
 
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
@@ -119,6 +119,6 @@ def test_concurrent_runs_share_one_gpu():
     procs = [subprocess.Popen([sys.executable, "-c", script, "8"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert out.split() == ["holding", "2.0"]

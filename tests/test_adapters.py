@@ -129,10 +129,13 @@ def test_gutenberg_footer_is_cut_and_crlf_normalised():
     book = strip_gutenberg(text, "anna.txt")
     assert book.endswith('put into\nit."\n') and "\r" not in book
     assert "Project Gutenberg" not in book
-    wrapped = "header\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicense\n"
+    wrapped = ("header\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n"
+               "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicense\n")
     assert strip_gutenberg(wrapped, "x.txt") == "body\n"
     with pytest.raises(TextError, match="x.txt: nothing left"):
-        strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n*** END OF THE PROJECT GUTENBERG EBOOK X ***", "x.txt")
+        strip_gutenberg(
+            "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n*** END OF THE PROJECT GUTENBERG EBOOK X ***", "x.txt"
+        )
 
 
 def test_iwslt_pairs_decode_entities_and_check_alignment():

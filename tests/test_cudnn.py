@@ -60,7 +60,7 @@ def test_converted_weights_give_the_same_outputs_and_gradients(layers, bidirecti
                        * probe)
 
     g_ours, g_theirs = jax.grad(ours)(params), jax.grad(theirs)(params)
-    for a, b in zip(jax.tree_util.tree_leaves(g_ours), jax.tree_util.tree_leaves(g_theirs)):
+    for a, b in zip(jax.tree_util.tree_leaves(g_ours), jax.tree_util.tree_leaves(g_theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -71,7 +71,7 @@ def test_the_conversion_round_trips_exactly(layers, bidirectional):
     back = cudnn.from_cudnn(cudnn.to_cudnn(params, layers, bidirectional), IN, HIDDEN, layers, bidirectional)
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(jax.tree_util.tree_map(
         lambda a: a, dict(params)))
-    for a, b in zip(jax.tree_util.tree_leaves(dict(params)), jax.tree_util.tree_leaves(back)):
+    for a, b in zip(jax.tree_util.tree_leaves(dict(params)), jax.tree_util.tree_leaves(back), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -102,7 +102,7 @@ def cudnn_on_cpu(monkeypatch):
 
 def assert_trees_close(a, b, rtol=1e-4, atol=1e-5):
     assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
@@ -118,7 +118,7 @@ def test_stacked_rnn_on_cudnn_equals_the_scan_with_padding_and_an_empty_row(cudn
     # one checkpoint, both paths: the cuDNN path declares the same parameter tree
     assert jax.tree_util.tree_structure(fused.init(kp, x, mask)["params"]) == jax.tree_util.tree_structure(params)
     rand = iter(jax.random.split(kc, 4 * layers))
-    pair = lambda: (jax.random.normal(next(rand), (4, HIDDEN)), jax.random.normal(next(rand), (4, HIDDEN)))  # noqa: E731
+    pair = lambda: (jax.random.normal(next(rand), (4, HIDDEN)), jax.random.normal(next(rand), (4, HIDDEN)))
     carries = [(pair(), pair()) if bidirectional else pair() for _ in range(layers)]
 
     out_scan = scan.apply({"params": params}, x, mask, carries)
@@ -148,7 +148,7 @@ def test_stacked_rnn_on_cudnn_equals_the_scan_with_padding_and_an_empty_row(cudn
 def test_nmt_on_cudnn_equals_the_scan(cudnn_on_cpu):
     from pipeline.models.seq2seq import Seq2Seq
 
-    make = lambda kernel: Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=HIDDEN, layers=2,  # noqa: E731
+    make = lambda kernel: Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=HIDDEN, layers=2,
                                   bidirectional=True, attention="general", dropout=0.0, kernel=kernel)
     rng = np.random.default_rng(0)
     src = rng.integers(1, 11, (3, 6)).astype(np.int32)

@@ -38,7 +38,12 @@ def test_rows_become_one_tsv_per_quantity_and_a_restart_replays_instead_of_appen
     assert files == ["plots/metrics/train/loss.tsv", "plots/metrics/train/lr.tsv", "plots/metrics/valid/bleu.tsv"]
     assert (folder / "plots/metrics/valid/bleu.tsv").read_text() == "step\tbleu\n10\t3.25\n20\t4.5\n"
     assert (tmp_path / "dvc.yaml").read_text() == "stages: {}\n"
-    assert subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--all-commits"], capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "list", "--all-commits"], capture_output=True, text=True
+        ).stdout
+        == ""
+    )
     # a resumed run: begin again with the rows its checkpoint held, then go on
     again = Curves(folder)
     again.start(rows[:1])

@@ -74,7 +74,9 @@ def test_top_k_samples_only_the_k_most_likely():
     assert set(np.unique(np.asarray(out)).tolist()) == {1, 2}
 
 
-@pytest.mark.parametrize("top_p,allowed", [(0.5, {1}), (0.8, {1, 2}), (0.85, {1, 2, 3}), (0.97, {1, 2, 3, 4, 5}), (0.99, {0, 1, 2, 3, 4, 5})])
+@pytest.mark.parametrize(
+    "top_p,allowed", [(0.5, {1}), (0.8, {1, 2}), (0.85, {1, 2, 3}), (0.97, {1, 2, 3, 4, 5}), (0.99, {0, 1, 2, 3, 4, 5})]
+)
 def test_nucleus_keeps_the_smallest_set_reaching_top_p(top_p, allowed):
     # probabilities 0.5, 0.3, 0.1, 0.05, 0.03, 0.02 (ids 1, 2, 3, 4, 5, 0)
     out = decode.sample(noisy_step, None, jnp.zeros(512, jnp.int32), 8, jax.random.key(3), 1.0, 0, top_p)

@@ -89,7 +89,15 @@ def test_iwslt_folder_is_fetched_whole_and_split_by_file(httpserver, tmp_path, m
     serve_iwslt(httpserver)
     source = {"url": httpserver.url_for("/iwslt15.en-vi"), "sha256": None,
               "raw": "data/raw/nmt/iwslt", "format": "iwslt", "langs": ["en", "vi"]}
-    data = {"source": "en", "target": "vi", "max_len": 40, "buckets": [20, 41], "valid_size": 1000, "test_size": 1000, "min_freq": 1}
+    data = {
+        "source": "en",
+        "target": "vi",
+        "max_len": 40,
+        "buckets": [20, 41],
+        "valid_size": 1000,
+        "test_size": 1000,
+        "min_freq": 1,
+    }
     params = params_with(tiny_params_dict, sources={"nmt": source}, nmt={"data": data})
     listing = download.fetch_folder(params.sources.nmt, params.fetch)
     raw = tmp_path / "data/raw/nmt/iwslt"
@@ -198,7 +206,7 @@ def test_refresh_fetches_only_new_days_and_a_second_run_adds_nothing(api, httpse
     assert download.refresh_prices(params.sources.forecast, params.fetch, dt.date(2018, 11, 13)) == 2 * 3
     new = api.requests[calls:]
     assert [(r["args"]["instrument"], r["args"]["limit"]) for r in new] == [("BTC-USD", "3"), ("BTC-EUR", "3")]
-    assert all(r["args"]["to_ts"] == str(int(dt.datetime(2018, 11, 12, tzinfo=dt.timezone.utc).timestamp()))
+    assert all(r["args"]["to_ts"] == str(int(dt.datetime(2018, 11, 12, tzinfo=dt.UTC).timestamp()))
                for r in new)
     report = json.loads((folder / "refresh.json").read_text())
     assert report["series"]["EUR"] == {"first": "2018-01-01", "last": "2018-11-12", "days": 316, "gaps": []}
@@ -238,7 +246,7 @@ def test_a_bad_refresh_keeps_the_stored_history(api, httpserver, tiny_params_dic
     download.refresh_prices(params.sources.forecast, params.fetch, dt.date(2018, 11, 10))
     folder = Path("data/raw/forecast/coindesk")
     before = tree(folder)
-    day = lambda d: {"TIMESTAMP": int(dt.datetime.fromisoformat(d).replace(tzinfo=dt.timezone.utc).timestamp()),  # noqa: E731
+    day = lambda d: {"TIMESTAMP": int(dt.datetime.fromisoformat(d).replace(tzinfo=dt.UTC).timestamp()),
                      "CLOSE": 6400.0, "INSTRUMENT": "BTC-USD"}
     bodies = {
         "401": Response('{"Err": {"message": "unauthorized"}}', status=401, content_type="application/json"),
@@ -305,5 +313,7 @@ def test_another_currency_close_is_a_feature(api, httpserver, tiny_params_dict):
     assert series.shape == (313, 2) and str(data["dates"][0]) == "2018-01-01"
     np.testing.assert_allclose(series[:, 1], series[:, 0] * 0.9, rtol=1e-6)  # the fake's EUR = 0.9 USD
     assert json.loads(Path("data/prepared/forecast/meta.json").read_text())["features"] == ["close", "close_EUR"]
-    with pytest.raises(params_module.ParamsError, match=r"asks for \['close_GBP'\], but .* has \['close_EUR'\] beside USD"):
+    with pytest.raises(
+        params_module.ParamsError, match=r"asks for \['close_GBP'\], but .* has \['close_EUR'\] beside USD"
+    ):
         prepare_forecast.run(api_params(tiny_params_dict, httpserver.url_for("/"), features=["close", "close_GBP"]))

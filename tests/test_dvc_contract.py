@@ -141,7 +141,7 @@ def params_read(path: Path) -> set[str]:
         if isinstance(node, ast.Assign):
             targets = node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else node.targets
             values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
-            for t, v in zip(targets, values):
+            for t, v in zip(targets, values, strict=False):  # `a, b = f()`: one value, no alias
                 if isinstance(t, ast.Name) and (c := chain(v)) is not None and c:
                     alias[t.id] = c
     skip = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func).endswith("for_run")

@@ -342,7 +342,9 @@ def test_run_pipeline_publishes_metrics_and_pushes_to_a_remote(ops, tmp_path):
     assert state.is_completed(), state
     assert "metrics/forecast-lstm.json" in state.result()
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pipeline-metrics"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pipeline-metrics"]))
+        )
     assert artifacts and "metrics/forecast-lstm.json" in artifacts[-1].data
     pushed = [p for p in remote.rglob("*") if p.is_file()]
     assert pushed  # the models and prepared data went to the remote

@@ -35,8 +35,8 @@ def test_overlapped_twins_equal_networks_trained_one_after_another(tiny_params):
 
     seeds = forecast_job.member_seeds(p.train)
     assert got.seeds == seeds and len(seeds) > 1
-    for seed, member in zip(seeds, got.members):
-        for a, b in zip(leaves(alone(p, series, starts, seed)[0]), leaves(member)):
+    for seed, member in zip(seeds, got.members, strict=True):
+        for a, b in zip(leaves(alone(p, series, starts, seed)[0]), leaves(member), strict=True):
             np.testing.assert_array_equal(a, b)
     # the widths: each twin trained alone, on the windows that end before the held-out days
     twin_starts = starts[starts + span <= cut - p.intervals.calibration_days]
@@ -49,4 +49,4 @@ def test_overlapped_twins_equal_networks_trained_one_after_another(tiny_params):
     for level in want:
         np.testing.assert_array_equal(got.widths[level], want[level])
     # and the twins are not the members under another name
-    assert any(not np.array_equal(a, b) for a, b in zip(leaves(twins[0][0]), leaves(got.members[0])))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(twins[0][0]), leaves(got.members[0]), strict=True))

@@ -139,7 +139,9 @@ def test_first_day_after_the_data_is_an_error(tiny_params_dict, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     params = forecast_params(tiny_params_dict, data={"first_day": "2030-01-01"})
     run("download", params, "forecast")
-    with pytest.raises(P.ParamsError, match=r"'forecast.data.first_day' is 2030-01-01, after the last day \(2018-11-20\)"):
+    with pytest.raises(
+        P.ParamsError, match=r"'forecast.data.first_day' is 2030-01-01, after the last day \(2018-11-20\)"
+    ):
         prepare_forecast.run(params)
 
 

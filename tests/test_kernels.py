@@ -3,6 +3,10 @@ outputs and gradients; where it is used, and what a missing piece says."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,15 +47,20 @@ def test_onednn_layers_equal_the_scan_in_outputs_and_every_gradient(time, bidire
 
     (want, want_g), (got, got_g) = run(scan), run(fused)
     np.testing.assert_allclose(got, want, rtol=1e-5)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got_g), jax.tree_util.tree_leaves(want_g)):
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got_g), jax.tree_util.tree_leaves(want_g), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=jax.tree_util.keystr(path))
     again, again_g = run(fused)
     assert float(again) == float(got)
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(again_g), jax.tree_util.tree_leaves(got_g)))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree_util.tree_leaves(again_g), jax.tree_util.tree_leaves(got_g), strict=True)
+    )
 
 
 def _custom_calls(model, *args) -> str:
-    return str(jax.make_jaxpr(lambda p: model.apply({"params": p}, *args))(model.init(jax.random.key(0), *args)["params"]))
+    return str(
+        jax.make_jaxpr(lambda p: model.apply({"params": p}, *args))(model.init(jax.random.key(0), *args)["params"])
+    )
 
 
 @pytest.mark.parametrize("kernel,cell,padded,precision,expected", [
@@ -110,3 +119,22 @@ def test_the_kernel_is_built_into_the_cache_once(monkeypatch, tmp_path):
     assert path.parent == tmp_path and path.stat().st_size > 0
     built = path.stat().st_mtime_ns
     assert onednn.build() == path and path.stat().st_mtime_ns == built
+
+
+def test_dev_says_in_one_line_why_the_kernel_cannot_load(tmp_path):
+    """What ./dev runs before every CPU command: silent when the kernel loads, else one line
+    with the reason (here the compiler's first error line, not its whole output)."""
+    cxx = tmp_path / "cxx"
+    cxx.write_text("#!/bin/sh\necho 'In file included from x.h:1,' >&2\n"
+                   "echo 'lstm_onednn.cc:12:3: error: boom' >&2\necho '   12 | oops' >&2\nexit 1\n")
+    cxx.chmod(0o755)
+    command = [sys.executable, "-m", "pipeline.kernels.onednn", "--check"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    fine = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (fine.returncode, fine.stdout, fine.stderr) == (0, "", "")
+    env.update(RNNPIPE_KERNEL_CACHE=str(tmp_path / "cache"), CXX=str(cxx))
+    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 0 and broken.stdout == ""
+    (line,) = broken.stderr.splitlines()
+    assert "oneDNN LSTM kernel is unavailable (compiling" in line
+    assert "lstm_onednn.cc:12:3: error: boom" in line and "run on the scan" in line

@@ -58,7 +58,7 @@ def forecast_setup(cell):
 def assert_every_leaf_changed(before, after):
     flat_before = jax.tree_util.tree_leaves_with_path(before)
     flat_after = jax.tree_util.tree_leaves(after)
-    unchanged = [jax.tree_util.keystr(path) for (path, a), b in zip(flat_before, flat_after)
+    unchanged = [jax.tree_util.keystr(path) for (path, a), b in zip(flat_before, flat_after, strict=True)
                  if np.array_equal(np.asarray(a), np.asarray(b))]
     assert not unchanged, f"parameters not updated by one train step: {unchanged}"
 

@@ -81,7 +81,7 @@ def test_two_processes_train_the_char_lm_like_one_on_the_same_global_batch(tmp_p
         assert sorted(p.name for p in host.glob("checkpoints/charlm/train_charlm@lstm/*/*") if p.name.isdigit()) \
             == ["4", "8"]
     # and follow the single-process run: only the all-reduce's summation order differs
-    for a, b in zip(_params(hosts[0]), _params(single)):
+    for a, b in zip(_params(hosts[0]), _params(single), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     losses = [np.loadtxt(repo / LOSS, skiprows=1)[:, 1] for repo in (single, hosts[0])]
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)

@@ -75,7 +75,7 @@ def test_pick_first_keeps_the_file_order_and_random_does_not(tiny_params_dict):
     pairs = fixture_pairs()
     first = with_data(tiny_params_dict, pick="first", max_pairs=300, max_len=50, buckets=[51]).nmt.data
     random = with_data(tiny_params_dict, pick="random", max_pairs=300, max_len=50, buckets=[51]).nmt.data
-    kept = lambda data: {p for rows in prepare_nmt.prepare(pairs, data)[0].values() for p in rows}  # noqa: E731
+    kept = lambda data: {p for rows in prepare_nmt.prepare(pairs, data)[0].values() for p in rows}
     assert kept(first) == set(pairs[:300])
     assert kept(random) != set(pairs[:300]) and len(kept(random)) == 300
 
@@ -85,12 +85,14 @@ def test_filter_train_scores_dev_and_test_whole(tiny_params_dict):
     longest = max(len(tokens.tokenize(x, "word")) for p in pairs for x in p)
     data = with_data(tiny_params_dict, filter="train", max_len=4, buckets=[3, 5]).nmt.data
     splits, _, _, arrays, _ = prepare_nmt.prepare(pairs, data)
-    too_long = lambda rows: [p for p in rows if max(len(tokens.tokenize(x, "word")) for x in p) > 4]  # noqa: E731
+    too_long = lambda rows: [p for p in rows if max(len(tokens.tokenize(x, "word")) for x in p) > 4]
     assert not too_long(splits["train"])
     assert too_long(splits["test"]) and too_long(splits["valid"])  # kept, not filtered
     assert arrays["test"]["src"].shape[1] > 5 and arrays["train"]["src"].shape[1] == 5
     assert arrays["test"]["src"].shape[1] <= longest + 1
-    filtered = prepare_nmt.prepare(pairs, with_data(tiny_params_dict, filter="all", max_len=4, buckets=[3, 5]).nmt.data)[0]
+    filtered = prepare_nmt.prepare(
+        pairs, with_data(tiny_params_dict, filter="all", max_len=4, buckets=[3, 5]).nmt.data
+    )[0]
     assert not too_long(filtered["test"])
 
 
@@ -109,7 +111,9 @@ def iwslt_params(tiny_params_dict, tmp_path, **nmt) -> P.Params:
     source = {"url": "x", "sha256": None, "raw": str(iwslt_folder(tmp_path)), "format": "iwslt", "langs": ["en", "vi"]}
     data = {"source": "vi", "target": "en", "level": "space", "vocab": "corpus", "filter": "train",
             "max_len": 50, "buckets": [20, 51], "max_pairs": 200000, "valid_size": 5000, "test_size": 5000}
-    return P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}, "nmt": {**nmt, "data": {**data, **nmt.get("data", {})}}}))
+    return P.from_dict(
+        merge(tiny_params_dict, {"sources": {"nmt": source}, "nmt": {**nmt, "data": {**data, **nmt.get("data", {})}}})
+    )
 
 
 needs_iwslt = pytest.mark.skipif(not IWSLT.is_dir(), reason="needs ../shared/data (the IWSLT'15 dev and test files)")
@@ -182,7 +186,7 @@ def test_nmt_rmsprop_is_the_optimiser_it_names(tiny_params_dict, tmp_path, monke
         prepare_nmt.run(params)
         job, _ = train_nmt.setup(params, "lstm")
         states[optimizer] = job.state.opt_state
-    kinds = lambda s: {type(x).__name__ for x in jax.tree_util.tree_leaves(  # noqa: E731
+    kinds = lambda s: {type(x).__name__ for x in jax.tree_util.tree_leaves(
         s, is_leaf=lambda x: isinstance(x, tuple) and hasattr(x, "_fields"))}
     assert "ScaleByRmsState" in kinds(states["rmsprop"]) and "ScaleByRmsState" not in kinds(states["adam"])
     assert "ScaleByAdamState" in kinds(states["adam"])

@@ -42,8 +42,9 @@ def run(devices):
 one = run(jax.devices()[:1])
 four = run(None)
 odd = parallel.mesh_for(6)  # 6 rows do not split over 4 devices
+sharded = parallel.shard({"x": np.zeros((8, 3))}, parallel.data_mesh())["x"]
 print(json.dumps({"one": one, "four": four, "odd_batch_mesh": odd is not None,
-                  "sharded_rows": len(parallel.shard({"x": np.zeros((8, 3))}, parallel.data_mesh())["x"].addressable_shards)}))
+                  "sharded_rows": len(sharded.addressable_shards)}))
 """
 
 
@@ -58,6 +59,6 @@ def test_sharded_training_matches_one_device_for_the_same_global_batch():
     assert one["devices"] == 1 and four["devices"] == 4  # the state really was replicated over 4
     assert result["sharded_rows"] == 4 and not result["odd_batch_mesh"]
     np.testing.assert_allclose(four["loss"], one["loss"], rtol=2e-5)
-    for a, b in zip(four["params"], one["params"]):
+    for a, b in zip(four["params"], one["params"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
     assert len(set(one["loss"])) > 1  # training moved: the comparison is not of constants

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
@@ -17,8 +18,8 @@ def test_the_committed_params_file_loads():
     assert params.nmt.model.cells == ("lstm", "gru")
     assert isinstance(params.nmt.data.buckets, tuple)
     assert isinstance(params.charlm.train.learning_rate, float)
-    with pytest.raises(Exception):
-        params.nmt.model.hidden = 1  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.nmt.model.hidden = 1
 
 
 def test_unknown_key_names_key_section_and_valid_keys(real_params_dict):
@@ -61,9 +62,17 @@ def with_value(raw, path, value):
     [
         (("nmt", "model", "hidden"), "256", r"'nmt.model.hidden' must be int, got str"),
         (("nmt", "model", "hidden"), True, r"'nmt.model.hidden' must be int, got bool"),
-        (("nmt", "model", "attention"), "luong", r"'nmt.model.attention' is 'luong'; expected one of none, dot, general, scaled, bahdanau"),
+        (
+            ("nmt", "model", "attention"),
+            "luong",
+            r"'nmt.model.attention' is 'luong'; expected one of none, dot, general, scaled, bahdanau",
+        ),
         (("charlm", "model", "cells"), ["lstm", "rnn"], r"'charlm.model.cells\[1\]' is 'rnn'"),
-        (("nmt", "model", "kernel"), "cudnn2", r"'nmt.model.kernel' is 'cudnn2'; expected one of auto, scan, onednn, cudnn"),
+        (
+            ("nmt", "model", "kernel"),
+            "cudnn2",
+            r"'nmt.model.kernel' is 'cudnn2'; expected one of auto, scan, onednn, cudnn",
+        ),
         (("nmt", "data", "buckets"), [], r"'nmt.data.buckets' must be a non-empty list"),
         (("forecast", "train"), [1, 2], r"section 'forecast.train' must be a mapping"),
     ],
@@ -95,25 +104,48 @@ def test_out_of_range_values_name_the_key_and_the_bound(real_params_dict, path, 
 @pytest.mark.parametrize(
     "changes,pattern",
     [
-        ({("nmt", "data", "buckets"): [8, 16, 12]}, r"'nmt.data.buckets' is \[8, 16, 12\]; it must be strictly ascending"),
+        (
+            {("nmt", "data", "buckets"): [8, 16, 12]},
+            r"'nmt.data.buckets' is \[8, 16, 12\]; it must be strictly ascending",
+        ),
         ({("nmt", "data", "buckets"): [8, 8, 16]}, r"'nmt.data.buckets' is \[8, 8, 16\]; it must be strictly"),
-        ({("nmt", "data", "max_len"): 40, ("nmt", "data", "buckets"): [8, 16, 32]},
-         r"'nmt.data.buckets' ends at 32, but 'nmt.data.max_len' \+ 1 = 41 must fit"),
-        ({("nmt", "model", "attention"): "none", ("nmt", "model", "input_feeding"): True},
-         r"'nmt.model.input_feeding' is true but 'nmt.model.attention' is 'none'"),
-        ({("nmt", "model", "attention"): "dot", ("nmt", "model", "bidirectional"): True},
-         r"'nmt.model.attention' is 'dot' with 'nmt.model.bidirectional' true"),
-        ({("charlm", "model", "kernel"): "onednn", ("charlm", "model", "precision"): "bfloat16"},
-         r"'charlm.model.kernel' is 'onednn' with 'charlm.model.precision' 'bfloat16'"),
-        ({("forecast", "model", "kernel"): "onednn", ("forecast", "model", "precision"): "bfloat16"},
-         r"'forecast.model.kernel' is 'onednn' with 'forecast.model.precision' 'bfloat16'"),
-        ({("nmt", "model", "kernel"): "cudnn", ("nmt", "model", "precision"): "bfloat16"},
-         r"'nmt.model.kernel' is 'cudnn' with 'nmt.model.precision' 'bfloat16': the cuDNN LSTM kernel runs in float32"),
-        ({("nmt", "train", "schedule"): "warmup_linear", ("nmt", "train", "steps"): 100,
-          ("nmt", "train", "warmup_steps"): 100},
-         r"'nmt.train.warmup_steps' is 100 with 'nmt.train.steps' 100: the warmup_linear schedule"),
-        ({("charlm", "train", "schedule"): "constant", ("charlm", "train", "warmup_steps"): 10},
-         r"'charlm.train.warmup_steps' is 10 with 'charlm.train.schedule' 'constant', which has no warmup"),
+        (
+            {("nmt", "data", "max_len"): 40, ("nmt", "data", "buckets"): [8, 16, 32]},
+            r"'nmt.data.buckets' ends at 32, but 'nmt.data.max_len' \+ 1 = 41 must fit",
+        ),
+        (
+            {("nmt", "model", "attention"): "none", ("nmt", "model", "input_feeding"): True},
+            r"'nmt.model.input_feeding' is true but 'nmt.model.attention' is 'none'",
+        ),
+        (
+            {("nmt", "model", "attention"): "dot", ("nmt", "model", "bidirectional"): True},
+            r"'nmt.model.attention' is 'dot' with 'nmt.model.bidirectional' true",
+        ),
+        (
+            {("charlm", "model", "kernel"): "onednn", ("charlm", "model", "precision"): "bfloat16"},
+            r"'charlm.model.kernel' is 'onednn' with 'charlm.model.precision' 'bfloat16'",
+        ),
+        (
+            {("forecast", "model", "kernel"): "onednn", ("forecast", "model", "precision"): "bfloat16"},
+            r"'forecast.model.kernel' is 'onednn' with 'forecast.model.precision' 'bfloat16'",
+        ),
+        (
+            {("nmt", "model", "kernel"): "cudnn", ("nmt", "model", "precision"): "bfloat16"},
+            r"'nmt.model.kernel' is 'cudnn' with 'nmt.model.precision' 'bfloat16': "
+            r"the cuDNN LSTM kernel runs in float32",
+        ),
+        (
+            {
+                ("nmt", "train", "schedule"): "warmup_linear",
+                ("nmt", "train", "steps"): 100,
+                ("nmt", "train", "warmup_steps"): 100,
+            },
+            r"'nmt.train.warmup_steps' is 100 with 'nmt.train.steps' 100: the warmup_linear schedule",
+        ),
+        (
+            {("charlm", "train", "schedule"): "constant", ("charlm", "train", "warmup_steps"): 10},
+            r"'charlm.train.warmup_steps' is 10 with 'charlm.train.schedule' 'constant', which has no warmup",
+        ),
     ],
 )
 def test_rules_between_keys_name_both_keys(real_params_dict, changes, pattern):

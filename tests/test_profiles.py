@@ -52,7 +52,7 @@ def test_remote_profile_switches_sources_and_keeps_everything_else(tmp_path):
     assert changed["sources.forecast.format"] == "coindesk-api"
     after = path.read_text().splitlines()
     assert len(after) == len(original)
-    differing = [a for a, b in zip(original, after) if a != b]
+    differing = [a for a, b in zip(original, after, strict=True) if a != b]
     assert len(differing) == len(changed) and "sources.charlm.sha256" not in changed  # same value: no change
     assert [line for line in after if line.lstrip().startswith("#")] == [
         line for line in original if line.lstrip().startswith("#")]  # comments survive
@@ -129,7 +129,7 @@ def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, reci
     (tmp_path / "data").mkdir()
     (tmp_path / "data/embedded").symlink_to(ROOT / "data/embedded")
     monkeypatch.chdir(tmp_path)
-    run = lambda stage, variant=None: importlib.import_module(f"pipeline.stages.{stage}").run(params, variant)  # noqa: E731
+    run = lambda stage, variant=None: importlib.import_module(f"pipeline.stages.{stage}").run(params, variant)
     for workload in workloads:
         run("download", workload)
         run(f"prepare_{workload}")

@@ -69,9 +69,11 @@ def assert_same_run(a, b):
     (state_a, history_a), (state_b, history_b) = a, b
     assert timeless(history_a) == timeless(history_b)
     assert [set(row) for row in history_a] == [set(row) for row in history_b]
-    for x, y in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params)):
+    for x, y in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params), strict=True):
         np.testing.assert_array_equal(x, y)  # bit for bit
-    for x, y in zip(jax.tree_util.tree_leaves(state_a.opt_state), jax.tree_util.tree_leaves(state_b.opt_state)):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(state_a.opt_state), jax.tree_util.tree_leaves(state_b.opt_state), strict=True
+    ):
         np.testing.assert_array_equal(x, y)
     assert int(state_a.step) == int(state_b.step) == STEPS
 

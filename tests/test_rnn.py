@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pipeline.models.rnn import GATES, STEPS, RNNLayer, StackedRNN, scan_layer, zero_carry
+from pipeline.models.rnn import GATES, STEPS, RNNLayer, StackedRNN, initial_carries, scan_layer, zero_carry
 
 B, T, D, H = 3, 7, 5, 6
 
@@ -33,7 +33,7 @@ def unrolled(cell, p, x, mask, carry, reverse=False):
     for t in order:
         new, y = STEPS[cell](p["wh"], p["bh"], carry, x[:, t] @ p["wi"] + p["bi"])
         m = mask[:, t][:, None]
-        carry = jax.tree_util.tree_map(lambda a, b: jnp.where(m, a, b), new, carry)
+        carry = jax.tree_util.tree_map(lambda a, b, m=m: jnp.where(m, a, b), new, carry)
         ys[t] = jnp.where(m, y, 0.0)
     return carry, jnp.stack(ys, axis=1)
 
@@ -55,7 +55,7 @@ def test_scan_equals_unrolled_loop(cell, reverse, inputs):
     got_c, got_y = scan_layer(cell, p["wh"], p["bh"], carry0, x @ p["wi"] + p["bi"], mask, reverse)
     want_c, want_y = unrolled(cell, p, x, mask, carry0, reverse)
     np.testing.assert_allclose(got_y, want_y, atol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(got_c), jax.tree_util.tree_leaves(want_c)):
+    for a, b in zip(jax.tree_util.tree_leaves(got_c), jax.tree_util.tree_leaves(want_c), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -69,8 +69,8 @@ def test_scan_gradient_equals_unrolled_gradient(cell, inputs):
         # sin(ys + 1): a gradient at padded positions too, which must not reach anything
         return jnp.sum(jnp.sin(ys + 1.0)) + sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(carry))
 
-    scanned = lambda p: scan_layer(cell, p["wh"], p["bh"], zero_carry(cell, B, H), x @ p["wi"] + p["bi"], mask)  # noqa: E731
-    loop = lambda p: unrolled(cell, p, x, mask, zero_carry(cell, B, H))  # noqa: E731
+    scanned = lambda p: scan_layer(cell, p["wh"], p["bh"], zero_carry(cell, B, H), x @ p["wi"] + p["bi"], mask)
+    loop = lambda p: unrolled(cell, p, x, mask, zero_carry(cell, B, H))
     g1, g2 = jax.grad(loss)(p, scanned), jax.grad(loss)(p, loop)
     for k in p:
         np.testing.assert_allclose(g1[k], g2[k], rtol=1e-4, atol=1e-5)
@@ -79,7 +79,7 @@ def test_scan_gradient_equals_unrolled_gradient(cell, inputs):
 def to_ours(cell, ref):
     """Map flax.linen LSTMCell/GRUCell parameters onto our fused layout."""
     names = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}[cell]
-    cat = lambda parts: jnp.concatenate(parts, axis=-1)  # noqa: E731
+    cat = lambda parts: jnp.concatenate(parts, axis=-1)
     zeros = jnp.zeros((H,))
     wi = cat([ref["i" + n]["kernel"] for n in names])
     wh = cat([ref["h" + n]["kernel"] for n in names])
@@ -146,7 +146,7 @@ def to_flax(cell, p):
     GRUCell has input biases for r, z, n and a hidden bias for n only.
     """
     names = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}[cell]
-    split = lambda a: jnp.split(a, len(names), axis=-1)  # noqa: E731
+    split = lambda a: jnp.split(a, len(names), axis=-1)
     wi, wh, bi, bh = split(p["wi"]), split(p["wh"]), split(p["bi"]), split(p["bh"])
     out = {}
     for k, n in enumerate(names):
@@ -198,11 +198,11 @@ def test_core_forward_and_gradient_equal_flax_cells(cell, reverse, padded, input
                                jnp.where(mask[:, :, None], want_y, 0.0), atol=2e-5)
     if padded:
         assert np.all(np.asarray(got_y)[~np.asarray(mask)] == 0.0)
-    for a, b in zip(jax.tree_util.tree_leaves(got_c), jax.tree_util.tree_leaves(want_c)):
+    for a, b in zip(jax.tree_util.tree_leaves(got_c), jax.tree_util.tree_leaves(want_c), strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5)
     grads = jax.jit(jax.grad(partial(loss, ours), argnums=(0, 1, 2)))(p, x, carry0)
     want = jax.grad(partial(loss, ref), argnums=(0, 1, 2))(p, x, carry0)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(want)):
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=jax.tree_util.keystr(path))
 
 
@@ -226,7 +226,7 @@ def test_bfloat16_runs_bf16_matmuls_with_float32_carries(cell, inputs):
     assert got_y.dtype == jnp.float32
     assert all(c.dtype == jnp.float32 for c in jax.tree_util.tree_leaves(got_c))
     np.testing.assert_allclose(got_y, want_y, atol=3e-2)
-    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g)):
+    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g), strict=True):
         assert a.dtype == jnp.float32 and np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)
 
@@ -237,7 +237,7 @@ def test_bfloat16_reaches_the_input_feeding_decoder():
     too, and its logits and gradients stay float32 and close to the float32 model's."""
     from pipeline.models.seq2seq import Seq2Seq
 
-    make = lambda p: Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=H, layers=2,  # noqa: E731
+    make = lambda p: Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=H, layers=2,
                              bidirectional=True, attention="general", dropout=0.0, input_feeding=True, precision=p)
     rng = np.random.default_rng(0)
     src, src_len = rng.integers(1, 11, (3, 6)).astype(np.int32), np.array([6, 4, 2], np.int32)
@@ -247,7 +247,7 @@ def test_bfloat16_reaches_the_input_feeding_decoder():
     def loss(p, precision):
         return jnp.sum(jax.nn.log_softmax(make(precision).apply({"params": p}, src, src_len, trg))[..., 1])
 
-    decoder_only = lambda precision: (lambda p: make(precision).apply(  # noqa: E731
+    decoder_only = lambda precision: (lambda p: make(precision).apply(
         {"params": p}, jnp.zeros((3, 5, H)), {"memory": jnp.zeros((3, 6, 2 * H)), "keys": jnp.zeros((3, 6, H)),
                                               "mask": jnp.ones((3, 6), bool)},
         ([(jnp.zeros((3, H)),) * 2] * 2, jnp.zeros((3, H))), method=lambda m, y, e, s: m._fed(
@@ -259,6 +259,23 @@ def test_bfloat16_reaches_the_input_feeding_decoder():
     got, got_g = jax.value_and_grad(loss)(params, "bfloat16")
     assert got.dtype == jnp.float32 and got != want
     np.testing.assert_allclose(got, want, rtol=2e-2)
-    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g)):
+    for a, b in zip(jax.tree_util.tree_leaves(got_g), jax.tree_util.tree_leaves(want_g), strict=True):
         assert a.dtype == jnp.float32 and np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)
+
+
+@pytest.mark.parametrize("cell,kernel,expected", [("lstm", "scan", "scan"), ("gru", "auto", "scan"),
+                                                  ("lstm", "auto", "onednn")])
+def test_the_recurrent_kernel_is_read_off_the_traced_model(cell, kernel, expected):
+    from pipeline.kernels import onednn
+    from pipeline.models.charlm import CharLM
+    from pipeline.training.steps import recurrent_kernel
+
+    if expected == "onednn" and onednn.unavailable():
+        expected = "scan"  # auto falls back, and the record says so
+    model = CharLM(7, cell, embed=4, hidden=6, layers=2, dropout=0.0, kernel=kernel)
+    args = (jnp.zeros((2, 3), jnp.int32), initial_carries(cell, 2, 6, 2))
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), *args))["params"]
+    assert recurrent_kernel(model, params, *args) == expected
+    assert recurrent_kernel(nn.Dense(3), {"kernel": jnp.zeros((2, 3)), "bias": jnp.zeros(3)},
+                            jnp.zeros((1, 2))) == "none"

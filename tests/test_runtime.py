@@ -45,7 +45,7 @@ def test_ensure_reexecutes_the_process_once_with_the_tunable(tmp_path):
     script = tmp_path / "entry.py"
     script.write_text("import os, sys\nfrom pipeline import runtime\nprint('start', flush=True)\n"
                       "runtime.ensure([__file__, *sys.argv[1:]])\nprint(os.environ.get('GLIBC_TUNABLES'))\n")
-    run = lambda **extra: subprocess.run([sys.executable, str(script)], env=_child_env(**extra),  # noqa: E731
+    run = lambda **extra: subprocess.run([sys.executable, str(script)], env=_child_env(**extra),
                                          capture_output=True, text=True, check=True).stdout.split()
     assert run() == ["start", "start", ALL]  # ran twice, the second time with the tunables
     assert run(GLIBC_TUNABLES=ALL) == ["start", ALL]  # already there: once
@@ -59,7 +59,7 @@ def test_the_stage_entry_point_and_dev_set_the_same_tunables(tmp_path):
     assert out.stdout.count("usage: python -m pipeline") == 1  # re-executed once, printed once
     assert "runtime.ensure" in (ROOT / "pipeline" / "__main__.py").read_text()
     # ./dev asks runtime.py (with the system Python, before the venv exists) what to export
-    printed = lambda **extra: subprocess.run(["python3", "pipeline/runtime.py"], env=_child_env(**extra),  # noqa: E731
+    printed = lambda **extra: subprocess.run(["python3", "pipeline/runtime.py"], env=_child_env(**extra),
                                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert printed() == ALL
     assert printed(GLIBC_TUNABLES="glibc.malloc.hugetlb=0") == "glibc.malloc.hugetlb=0:" + ALL.split(":", 1)[1]
@@ -76,7 +76,7 @@ def test_the_settings_hold_xla_temporaries_in_place():
              "a = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
              "for _ in range(5): f(x).block_until_ready()\n"
              "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - a) / 5)\n")
-    faults = lambda env: float(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,  # noqa: E731
+    faults = lambda env: float(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                                               text=True, check=True).stdout)
     assert faults(runtime.environment(_child_env(JAX_PLATFORMS="cpu"))) < 50
     assert faults(_child_env(JAX_PLATFORMS="cpu", RNNPIPE_RUNTIME_ENV="0")) > 1000

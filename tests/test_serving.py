@@ -11,7 +11,6 @@ import pytest
 from pipeline.serving import promotion
 
 
-
 def scores(mase: float, model: str = "a", windows: int = 10, last_origin: str = "2018-10-01") -> dict:
     return {"mase": mase, "mae": 100.0 * mase, "naive_mase": 1.0, "windows": windows,
             "last_origin": last_origin, "model": model}
@@ -70,7 +69,9 @@ def test_the_lock_excludes_another_process_until_released(tmp_path, tiny_params)
     try:
         assert ready.wait(60)
         began = time.monotonic()
-        with pytest.raises(promotion.LockBusy, match=r"serve/\.lock: another refresh has held this lock for over 0\.5s"):
+        with pytest.raises(
+            promotion.LockBusy, match=r"serve/\.lock: another refresh has held this lock for over 0\.5s"
+        ):
             with promotion.lock(params, timeout=0.5):
                 pass
         assert time.monotonic() - began >= 0.5

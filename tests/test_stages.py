@@ -13,6 +13,7 @@ import pytest
 
 from pipeline import artifacts
 from pipeline.inference import forecasting
+from pipeline.kernels import onednn
 from pipeline.sources.coindesk import PriceFormatError
 from pipeline.sources.tatoeba import CorpusError
 
@@ -69,7 +70,9 @@ def test_nmt_stages(workdir, tiny_params):
         "valid/acc.tsv", "valid/bleu.tsv", "valid/loss.tsv", "valid/ppl.tsv"]
     bleu = (curves / "valid/bleu.tsv").read_text().splitlines()
     assert bleu[0] == "step\tbleu" and len(bleu) == 3
-    assert all(float(row.split("\t")[1]) > 0 for row in (curves / "train/tokens_per_s.tsv").read_text().splitlines()[1:])
+    assert all(
+        float(row.split("\t")[1]) > 0 for row in (curves / "train/tokens_per_s.tsv").read_text().splitlines()[1:]
+    )
     m = read_metrics(workdir, "nmt-lstm.json")
     valid = (prepared / "valid.tsv").read_text().splitlines()
     assert m["pairs"] == len(test) and m["valid_pairs"] == len(valid)
@@ -92,11 +95,17 @@ def test_charlm_stages(workdir, tiny_params):
     assert m["valid_bpc"] == pytest.approx(m["valid_loss"] / np.log(2), rel=1e-4)
     assert 0.5 < m["valid_loss"] < np.log(70)  # a few steps cannot be worse than uniform by much
     machine = m["provenance"]  # what produced it, as strings (dvc metrics diff shows them as labels)
-    assert set(machine) == {"cpu", "cores", "device", "jax", "jaxlib", "xla_flags"}
+    assert set(machine) == {"cpu", "cores", "device", "jax", "jaxlib", "xla_flags", "kernel"}
     assert machine["device"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     assert machine["jax"] == jax.__version__ and machine["cores"] == str(os.cpu_count()) and machine["cpu"]
-    for name in ("nmt-lstm.json", "forecast-lstm.json", "forecast-lstm-horizon.json"):
-        assert read_metrics(workdir, name)["provenance"] == machine, name
+    # the recurrent kernel that trained each model: a GRU is always scanned; an LSTM runs on
+    # oneDNN where the kernel builds, except the translator's padded encoder
+    lstm = "scan" if onednn.unavailable() else "onednn"
+    assert machine["kernel"] == "scan"
+    expected = {"nmt-lstm.json": "onednn+scan" if lstm == "onednn" else "scan",
+                "forecast-lstm.json": lstm, "forecast-lstm-horizon.json": lstm}
+    for name, kernel in expected.items():
+        assert read_metrics(workdir, name)["provenance"] == {**machine, "kernel": kernel}, name
     sample = (workdir / "samples/charlm-gru-sample.txt").read_text()
     assert sample.startswith(tiny_params.charlm.sample.prime)
     assert len(sample) == len(tiny_params.charlm.sample.prime) + tiny_params.charlm.sample.length + 1
@@ -162,8 +171,11 @@ def test_baselines_are_fitted_on_the_days_before_each_test_origin(workdir, tiny_
     for level in baselines.LEVELS:
         np.testing.assert_allclose(stored[f"autoets_lo{level}"][k], again.intervals["autoets"][level][0][0], rtol=1e-9)
         np.testing.assert_allclose(stored[f"autoets_hi{level}"][k], again.intervals["autoets"][level][1][0], rtol=1e-9)
-    assert models["windows"][k] == {"origin": str(windows["dates"][origin]),
-                                    "autoarima": models["windows"][k]["autoarima"], "autoets": again.specs["autoets"][0]}
+    assert models["windows"][k] == {
+        "origin": str(windows["dates"][origin]),
+        "autoarima": models["windows"][k]["autoarima"],
+        "autoets": again.specs["autoets"][0],
+    }
     np.testing.assert_array_equal(stored["naive"][k], np.full(p.data.output_len, windows["series"][origin - 1, 0]))
     assert sum(models["chosen"]["autoets"].values()) == len(starts)
     # Histories end the day before the origin: the first forecast day is never fitted on.
@@ -194,7 +206,10 @@ def test_the_backtest_scores_every_method_on_the_same_origins(workdir, tiny_para
     assert by_h["origins"] == [str(windows["dates"][o]) for o in origins]
     for name in methods:
         assert len(by_h[name]["mase"]) == p.data.output_len
-        assert all(lo <= mid <= hi for lo, mid, hi in zip(by_h[name]["mase_lo"], by_h[name]["mase"], by_h[name]["mase_hi"]))
+        assert all(
+            lo <= mid <= hi
+            for lo, mid, hi in zip(by_h[name]["mase_lo"], by_h[name]["mase"], by_h[name]["mase_hi"], strict=True)
+        )
         assert by_h["beats_naive_at"][name] == [h + 1 for h in range(p.data.output_len)
                                                 if by_h[name]["dm"][h] < 0 and by_h[name]["dm_p"][h] < 0.05]
         assert len(by_h["loses_to_naive_at"][name]) == m[f"{name}_loses_to_naive_at"]
@@ -219,7 +234,9 @@ def test_baseline_params_and_stale_baselines_are_clear_errors(workdir, tiny_para
     too_long = dataclasses.replace(tiny_params, forecast=dataclasses.replace(
         f, baselines=dataclasses.replace(f.baselines, fit_days=100_000)))
     stored = (workdir / f.paths.baselines / "forecasts.npz").read_bytes()
-    with pytest.raises(ParamsError, match=r"'forecast.baselines.fit_days' is 100000; it must be at least 10 and at most \d+"):
+    with pytest.raises(
+        ParamsError, match=r"'forecast.baselines.fit_days' is 100000; it must be at least 10 and at most \d+"
+    ):
         run("baseline_forecast", too_long)
     assert (workdir / f.paths.baselines / "forecasts.npz").read_bytes() == stored
     # Baselines made for other windows are refused by evaluate, not silently mis-scored.
@@ -228,7 +245,9 @@ def test_baseline_params_and_stale_baselines_are_clear_errors(workdir, tiny_para
     windows = artifacts.read_npz(workdir / f.paths.prepared / "windows.npz")
     windows["test_starts"] = windows["test_starts"][1:]
     artifacts.write_npz(workdir / "other-prepared/windows.npz", **windows)
-    with pytest.raises(PipelineError, match=r"forecasts.npz: made for other test windows .* `dvc repro baseline_forecast`"):
+    with pytest.raises(
+        PipelineError, match=r"forecasts.npz: made for other test windows .* `dvc repro baseline_forecast`"
+    ):
         run("evaluate_forecast", other, "lstm")
 
 
@@ -246,8 +265,9 @@ def test_fewer_baselines_keep_the_plotted_columns(workdir, tiny_params, tmp_path
     run("evaluate_forecast", params, "lstm")
     m = read_metrics(tmp_path, "forecast-lstm.json")
     assert "autoets_mae" in m and not any(k.startswith("autoarima") for k in m)
-    assert m == {k: v for k, v in read_metrics(workdir, "forecast-lstm.json").items() if not k.startswith("autoarima")} | {
-        "mae_vs_best_baseline": m["mae_vs_best_baseline"]}
+    assert m == {
+        k: v for k, v in read_metrics(workdir, "forecast-lstm.json").items() if not k.startswith("autoarima")
+    } | {"mae_vs_best_baseline": m["mae_vs_best_baseline"]}
     rows = [line.split(",") for line in (tmp_path / "plots/forecast-lstm-horizon.csv").read_text().splitlines()]
     column = rows[0].index("autoarima_mae")
     assert all(row[column] == "" for row in rows[1:])
@@ -292,7 +312,9 @@ def test_model_directory_is_self_describing(workdir):
     inputs = np.zeros((2, config["input_len"], len(config["features"])), np.float32)
     fresh = model.init(jax.random.key(0), inputs)["params"]
     assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(params)
-    assert [np.shape(x) for x in jax.tree_util.tree_leaves(fresh)] == [np.shape(x) for x in jax.tree_util.tree_leaves(params)]
+    assert [np.shape(x) for x in jax.tree_util.tree_leaves(fresh)] == [
+        np.shape(x) for x in jax.tree_util.tree_leaves(params)
+    ]
     assert model.apply({"params": params}, inputs).shape == (2, config["model"]["output_len"], 1)
 
 
@@ -388,7 +410,9 @@ def test_a_feature_the_format_lacks_names_the_key(tmp_path, tiny_params, monkeyp
     )
     monkeypatch.chdir(tmp_path)
     run("download", params, "forecast")
-    with pytest.raises(ParamsError, match=r"'forecast.data.features' asks for \['open'\], but format 'bpi-json' only has \['close'\]"):
+    with pytest.raises(
+        ParamsError, match=r"'forecast.data.features' asks for \['open'\], but format 'bpi-json' only has \['close'\]"
+    ):
         run("prepare_forecast", params)
 
 

@@ -28,7 +28,9 @@ def test_parse_pairs_handles_both_formats_and_odd_spaces():
     assert tatoeba.parse_pairs(raw, "x.txt") == [("Go.", "Va !"), ("Hi.", "Salut !"), ("Ok.", "D'accord.")]
 
 
-@pytest.mark.parametrize("line,why", [("only one field", "got 1"), ("a\tb\tc\td", "got 4"), ("a\t \t", "empty sentence")])
+@pytest.mark.parametrize(
+    "line,why", [("only one field", "got 1"), ("a\tb\tc\td", "got 4"), ("a\t \t", "empty sentence")]
+)
 def test_malformed_lines_name_file_and_line(line, why):
     raw = f"Go.\tVa !\n{line}\n"
     with pytest.raises(tatoeba.CorpusError, match=rf"pairs.txt:2: .*{why}"):
@@ -38,7 +40,7 @@ def test_malformed_lines_name_file_and_line(line, why):
 def test_split_by_source_keeps_every_translation_of_a_source_together():
     pairs = [(f"s{i}", f"t{i}-{j}") for i in range(50) for j in range(i % 3 + 1)]
     train, valid, test = tokens.split_by_source(pairs, 5, 10, seed=0)
-    src = lambda rows: {s for s, _ in rows}  # noqa: E731
+    src = lambda rows: {s for s, _ in rows}
     assert not src(train) & src(test) and not src(train) & src(valid) and not src(valid) & src(test)
     assert len(src(valid)) == 5 and len(src(test)) == 10
     assert sorted(train + valid + test) == sorted(pairs)

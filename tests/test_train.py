@@ -24,7 +24,9 @@ def lr_trace(tx, steps):
 
 
 def test_luong234_halves_four_times_over_the_last_third():
-    rates = lr_trace(optim.make_optimizer(optim.make_schedule(1.0, "luong234", 120), clip_norm=100.0, optimizer="sgd"), 120)
+    rates = lr_trace(
+        optim.make_optimizer(optim.make_schedule(1.0, "luong234", 120), clip_norm=100.0, optimizer="sgd"), 120
+    )
     assert rates[:80] == [1.0] * 80
     assert rates[80:90] == [1.0] * 10 and rates[90:100] == [0.5] * 10
     assert rates[100:110] == [0.25] * 10 and rates[110:] == [0.125] * 10  # the 4th halving lands at step 120
@@ -34,7 +36,7 @@ def test_luong234_halves_four_times_over_the_last_third():
 def test_cosine_decays_to_a_tenth():
     rates = lr_trace(optim.make_optimizer(optim.make_schedule(2.0, "cosine", 100), 100.0, optimizer="sgd"), 101)
     assert rates[0] == pytest.approx(2.0) and rates[50] == pytest.approx(1.1, rel=1e-4)
-    assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in zip(rates, rates[1:]))
+    assert rates[100] == pytest.approx(0.2) and all(a >= b for a, b in itertools.pairwise(rates))
 
 
 @pytest.mark.parametrize("schedule", ["warmup_linear", "warmup_cosine"])
@@ -42,7 +44,7 @@ def test_warmup_schedules_rise_then_end_at_zero_on_the_last_step(schedule):
     rates = lr_trace(optim.make_optimizer(optim.make_schedule(2.0, schedule, 100, 10), 100.0, optimizer="sgd"), 100)
     assert rates[:10] == pytest.approx([0.2 * (i + 1) for i in range(10)])  # the first update is not at 0
     assert max(rates) == pytest.approx(2.0) and rates[9] == pytest.approx(2.0)
-    assert all(a > b for a, b in zip(rates[9:], rates[10:])) and rates[-1] == pytest.approx(0.0)
+    assert all(a > b for a, b in itertools.pairwise(rates[9:])) and rates[-1] == pytest.approx(0.0)
     assert rates[-2] > 0.0
     midway = rates[9 + 45]  # halfway through the decay: the straight line's middle, the cosine's too
     assert midway == pytest.approx(1.0, abs=0.05)
@@ -146,7 +148,7 @@ def test_the_moving_average_follows_the_weights_and_is_what_fit_evaluates_and_re
     state = steps.create_state(Vector(), jax.random.key(0), optim.make_optimizer(0.1, 10.0, optimizer="sgd"), ema=True)
     step = steps.make_train_step(quadratic_loss, ema_decay=decay)
     expected = np.zeros(3)
-    for t, x in enumerate([jnp.ones(3), jnp.array([1.0, jnp.nan, 1.0]), 2 * jnp.ones(3), 3 * jnp.ones(3)]):
+    for x in [jnp.ones(3), jnp.array([1.0, jnp.nan, 1.0]), 2 * jnp.ones(3), 3 * jnp.ones(3)]:
         updates = int(state.step)
         state, _, _ = step(state, {"x": x}, None, jax.random.key(0))
         if int(state.step) > updates:  # a skipped step leaves the average alone too

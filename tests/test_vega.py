@@ -17,7 +17,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_committed_template_is_what_the_pinned_bundle_generates():
-    done = subprocess.run([sys.executable, "-m", "pipeline.commands.vega", "--check"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.commands.vega", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     page = (ROOT / vega.TEMPLATE).read_text(encoding="utf-8")
     assert "{plot_divs}" in page and "{scripts}" not in page  # DVC fills the plots, and adds no CDN scripts

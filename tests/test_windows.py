@@ -70,8 +70,9 @@ def test_several_target_series_are_scaled_by_their_own_statistics():
     assert y.shape == (2, 4, 2)
     np.testing.assert_array_equal(y[1, :, 1], series[36:40, 1])
     xn, yn, mean, std = windows.normalize(x, y)
-    np.testing.assert_allclose(yn[..., 1], (y[..., 1] - x[:, :, 1].mean(1)[:, None]) / (x[:, :, 1].std(1)[:, None] + 1e-6),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        yn[..., 1], (y[..., 1] - x[:, :, 1].mean(1)[:, None]) / (x[:, :, 1].std(1)[:, None] + 1e-6), rtol=1e-5
+    )
     np.testing.assert_allclose(windows.denormalize(yn, mean, std), y, rtol=1e-5)
     np.testing.assert_array_equal(windows.naive_forecast(x, 4, feature=1)[1], np.full(4, series[35, 1]))
 

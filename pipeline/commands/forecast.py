@@ -57,7 +57,9 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
     inputs = series[-n:][None]
     every = forecasting.predict(loaded, inputs)[0]
     pred = every[:, 0]
-    bands = {level: (lo[0], hi[0]) for level, (lo, hi) in forecasting.intervals(loaded, inputs, pred[None]).items()}  # the first forecast series; the others go to the JSON as "also"
+    bands = {
+        level: (lo[0], hi[0]) for level, (lo, hi) in forecasting.intervals(loaded, inputs, pred[None]).items()
+    }  # the first forecast series; the others go to the JSON as "also"
     last = dt.date.fromisoformat(str(dates[-1]))
     future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
@@ -66,7 +68,9 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
               "intervals": {str(level): {"lo": [round(float(v), 2) for v in lo], "hi": [round(float(v), 2) for v in hi]}
                             for level, (lo, hi) in bands.items()}}
     if loaded.outputs > 1:
-        result["also"] = {loaded.features[j]: [round(float(v), 2) for v in every[:, j]] for j in range(1, loaded.outputs)}
+        result["also"] = {
+            loaded.features[j]: [round(float(v), 2) for v in every[:, j]] for j in range(1, loaded.outputs)
+        }
     return result, (dates, series[:, 0], future, pred, bands)
 
 
@@ -87,7 +91,7 @@ def write(model_dir: str | Path, prepared: str | Path, prefix: str | Path, png: 
 def rows(result: dict) -> list[dict]:
     """One row per day: date, forecast, ``lo<level>``/``hi<level>`` per interval, naive."""
     out = []
-    for i, (d, f) in enumerate(zip(result["dates"], result["forecast"])):
+    for i, (d, f) in enumerate(zip(result["dates"], result["forecast"], strict=True)):
         row = {"date": d, "forecast": f}
         for level, band in result["intervals"].items():
             row.update({f"lo{level}": band["lo"][i], f"hi{level}": band["hi"][i]})

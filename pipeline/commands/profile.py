@@ -122,5 +122,7 @@ def main(argv: list[str]) -> int:
     for key, old, new in changed:
         print(f"{key}: {old!r} -> {new!r}")
     verb = "would change" if args.dry_run else "changed"
-    print(f"{args.params}: {verb} {len(changed)} value(s)" if changed else f"{args.params}: already as the profile says")
+    print(
+        f"{args.params}: {verb} {len(changed)} value(s)" if changed else f"{args.params}: already as the profile says"
+    )
     return 0

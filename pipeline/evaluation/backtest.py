@@ -97,12 +97,16 @@ def score(forecast: np.ndarray, truth: np.ndarray, scale: np.ndarray, naive: np.
 
 def beats_naive(scored: dict, alpha: float = 0.05) -> list[int]:
     """Horizon steps (1-based) where the method's error is lower than naive's, p < ``alpha``."""
-    return [h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"])) if stat < 0 and p < alpha]
+    return [
+        h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"], strict=True)) if stat < 0 and p < alpha
+    ]
 
 
 def loses_to_naive(scored: dict, alpha: float = 0.05) -> list[int]:
     """Horizon steps (1-based) where the method's error is higher than naive's, p < ``alpha``."""
-    return [h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"])) if stat > 0 and p < alpha]
+    return [
+        h + 1 for h, (stat, p) in enumerate(zip(scored["dm"], scored["dm_p"], strict=True)) if stat > 0 and p < alpha
+    ]
 
 
 def groups(horizon: int, size: int = 10) -> list[tuple[int, int]]:

@@ -87,7 +87,7 @@ class Forecasts:
         return out
 
     @classmethod
-    def from_arrays(cls, data: dict[str, np.ndarray]) -> "Forecasts":
+    def from_arrays(cls, data: dict[str, np.ndarray]) -> Forecasts:
         bounds = {f"{m}_{side}{level}" for m in data for side in ("lo", "hi") for level in LEVELS}
         points = {k: v for k, v in data.items() if k not in bounds}
         intervals = {m: {level: (data[f"{m}_lo{level}"], data[f"{m}_hi{level}"]) for level in LEVELS
@@ -132,7 +132,7 @@ def fit_forecasts(histories: np.ndarray, horizon: int, methods: tuple[str, ...],
         for key, values in got[1].items():
             bounds[key][rows] = values
         for m, chosen in got[2].items():
-            for i, spec in zip(rows, chosen):
+            for i, spec in zip(rows, chosen, strict=True):
                 specs[m][i] = spec
         if progress is not None:
             progress(len(rows))

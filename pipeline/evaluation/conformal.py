@@ -44,7 +44,9 @@ def calibrate(pred: np.ndarray, truth: np.ndarray, scale: np.ndarray,
     return out
 
 
-def intervals(pred: np.ndarray, scale: np.ndarray, widths: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def intervals(
+    pred: np.ndarray, scale: np.ndarray, widths: dict[int, np.ndarray]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``(lo, hi)`` <float64>[n, horizon] per level around ``pred`` for windows of ``scale``."""
     half = {level: np.asarray(scale, np.float64)[:, None] * w[None, :] for level, w in widths.items()}
     return {level: (pred - h, pred + h) for level, h in half.items()}

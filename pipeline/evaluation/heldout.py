@@ -7,7 +7,8 @@ printed during training and the one in ``metrics/`` are computed the same way.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import numpy as np

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 HIGHER_IS_BETTER = ("bleu", "chrf", "horizons_beating")
 NEUTRAL = ("pairs", "windows", "count", "signature", "decode", "coverage")  # coverage: nearest nominal is best

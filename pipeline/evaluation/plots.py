@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from pipeline.artifacts import atomic_path  # noqa: E402
+from pipeline.artifacts import atomic_path
 
 
 def save_forecasts(
@@ -33,7 +33,7 @@ def save_forecasts(
     horizon = pred.shape[1]
     days = np.array([dt.date.fromisoformat(d) for d in dates])
     fig, axes = plt.subplots(len(starts), 1, figsize=(9, 2.6 * len(starts)), squeeze=False)
-    for ax, start, p, n in zip(axes[:, 0], starts, pred, naive):
+    for ax, start, p, n in zip(axes[:, 0], starts, pred, naive, strict=True):
         span = slice(start, start + input_len + horizon)
         future = days[start + input_len : start + input_len + horizon]
         ax.plot(days[span], close[span], color="black", lw=1.2, label="truth")
@@ -96,7 +96,9 @@ def save_backtest(target: str | Path, by_method: dict[str, dict[str, np.ndarray]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, scored in by_method.items():
         steps = np.arange(1, len(scored["mase"]) + 1)
-        style = {"color": "black", "ls": "--", "lw": 1.2} if name == "naive" else {"lw": 1.6 if name == "model" else 1.0}
+        style = (
+            {"color": "black", "ls": "--", "lw": 1.2} if name == "naive" else {"lw": 1.6 if name == "model" else 1.0}
+        )
         line, = ax.plot(steps, scored["mase"], label=name, **style)
         ax.fill_between(steps, scored["mase_lo"], scored["mase_hi"], color=line.get_color(), alpha=0.12)
     ax.set_xlabel("horizon (days after the last observed day)")

@@ -59,6 +59,9 @@ def differences(old: dict[str, str], new: dict[str, str]) -> dict[str, tuple[str
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def stamped(scores: dict) -> dict:
-    """``scores`` with a ``provenance`` entry: what every metrics file is written as."""
-    return {**scores, "provenance": facts()}
+def stamped(scores: dict, kernel: str | None = None) -> dict:
+    """``scores`` with a ``provenance`` entry: what every metrics file is written as. With
+    ``kernel``, the recurrent kernel the model trained on (``onednn``, ``scan``, ``cudnn``,
+    joined by ``+``; :func:`pipeline.training.steps.recurrent_kernel`), which changes the
+    floats as much as the CPU does."""
+    return {**scores, "provenance": {**facts(), **({"kernel": kernel} if kernel else {})}}

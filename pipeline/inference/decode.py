@@ -7,7 +7,8 @@ deterministic ones. Every loop here is a ``lax`` loop, so the whole decode jits.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -127,8 +128,9 @@ def beam_search(
     extended by every token; a finished one (it emitted ``eos_id`` or reached its
     ``limit``) stays as it is. The ``beam_size`` best by total log-probability divided
     by :func:`length_penalty` survive. The loop exits once, in every row, no live
-    hypothesis can still outscore the best finished one (all finished, at the latest). ``carry`` leaves have a leading batch axis; they are tiled to
-    ``batch * beam_size`` rows and reordered with the surviving hypotheses.
+    hypothesis can still outscore the best finished one (all finished, at the latest).
+    ``carry`` leaves have a leading batch axis; they are tiled to ``batch * beam_size``
+    rows and reordered with the surviving hypotheses.
 
     Returns:
         ``(ids <int32>[batch, max_len], score <f32>[batch])``: the best hypothesis per
@@ -167,7 +169,7 @@ def beam_search(
         ranked = total / length_penalty(jnp.broadcast_to(new_len, total.shape), alpha)
         _, flat = jax.lax.top_k(ranked.reshape(batch, k * vocab), k)
         parent, token = flat // vocab, (flat % vocab).astype(jnp.int32)
-        take = lambda x: jnp.take_along_axis(x, parent, axis=1)  # noqa: E731
+        take = lambda x: jnp.take_along_axis(x, parent, axis=1)
         was_done = take(done)
         logp = jnp.take_along_axis(total.reshape(batch, k * vocab), flat, axis=1)
         lengths = jnp.where(was_done, take(lengths), take(lengths) + 1)

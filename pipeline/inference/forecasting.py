@@ -15,8 +15,9 @@ parameters, and ``config.json`` names the ``seeds`` and holds the interval width
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class Loaded:
     outputs: int  # the first this many features are forecast
     seeds: tuple[int, ...] = ()  # the members' seeds; () for a single network saved before ensembles
     widths: dict[int, np.ndarray] | None = None  # conformal half-widths per level, in naive scales
+    kernel: str | None = None  # the recurrent kernel it trained on (None: saved before it was recorded)
 
 
 def ensemble_params(members: Sequence[Any]) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def load(model_dir: str | Path) -> Loaded:
         widths = {int(level): np.asarray(w, np.float64) for level, w in widths.items()}
     return Loaded(Path(model_dir), Forecaster(**config["model"]), members, int(config["input_len"]),
                   int(config["model"]["output_len"]), tuple(config["features"]),
-                  int(config["model"].get("outputs", 1)), seeds, widths)
+                  int(config["model"].get("outputs", 1)), seeds, widths, config.get("kernel"))
 
 
 def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: int | None = None,

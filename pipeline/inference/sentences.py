@@ -12,8 +12,9 @@ normaliser the training text went through (``vocab.normalize``), the length
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np

@@ -70,6 +70,6 @@ def translate_all(translate, params, arrays, buckets, batch_size, trg_vocab: Voc
     hyps: list[str] = [""] * len(arrays["src"])
     for i, (rows, batch) in enumerate(eval_batches(arrays, buckets, batch_size)):
         ids = np.asarray(translate(params, batch["src"], batch["src_len"], jax.random.fold_in(key, i)))
-        for row, out in zip(rows, ids):
+        for row, out in zip(rows, ids, strict=False):  # ids has padding rows past the last real one
             hyps[row] = detokenize(trg_vocab.decode(out.tolist()), level)
     return hyps

@@ -144,7 +144,7 @@ def _forward(x, h0, c0, wi, wh, b, reverse: bool):
     nbytes = _load().rnnpipe_lstm_workspace_bytes(t, batch, features, hidden, int(reverse))
     if nbytes < 0:
         raise Unavailable(f"oneDNN cannot build an LSTM for T={t} B={batch} I={features} H={hidden}")
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)  # noqa: E731
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     call = jax.ffi.ffi_call(_FWD, (f32(t, batch, hidden), f32(batch, hidden), f32(batch, hidden),
                                    jax.ShapeDtypeStruct((nbytes,), jnp.uint8)), vmap_method="sequential")
     return call(x, h0, c0, wi, wh, b, reverse=reverse)
@@ -162,7 +162,7 @@ def _layer_fwd(x, h0, c0, wi, wh, b, reverse):
 
 
 def _layer_bwd(reverse, saved, cotangents):
-    like = lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32)  # noqa: E731
+    like = lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32)
     x, h0, c0, wi, wh, b = saved[:6]
     call = jax.ffi.ffi_call(_BWD, tuple(like(a) for a in (x, h0, c0, wi, wh, b)), vmap_method="sequential")
     return tuple(call(*saved, *cotangents, reverse=reverse))
@@ -189,14 +189,35 @@ def lstm(x: jax.Array, carry, wi: jax.Array, wh: jax.Array, bias: jax.Array, rev
     return (c, h), ys
 
 
+def one_line(reason: str, limit: int = 300) -> str:
+    """A reason on one line: its first line, and for a failed compilation the compiler's
+    first error line."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    if not lines:
+        return "unknown reason"
+    head, rest = lines[0].rstrip(":"), lines[1:]
+    detail = next((line for line in rest if "error" in line.lower()), rest[0] if rest else "")
+    text = f"{head}: {detail}" if detail else head
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def main() -> None:
     import argparse
 
-    argparse.ArgumentParser(description="Build (or find) the oneDNN LSTM kernel and print its path.").parse_args()
+    ap = argparse.ArgumentParser(description="Build (or find) the oneDNN LSTM kernel and print its path.")
+    ap.add_argument("--check", action="store_true",
+                    help="print nothing if the kernel loads, else one line saying why not (exit status 0 either way)")
+    args = ap.parse_args()
+    if args.check:
+        why = unavailable()
+        if why:
+            print(f"rnnpipe: the oneDNN LSTM kernel is unavailable ({one_line(why)}); LSTM layers run on the "
+                  "scan instead: slower, and with other floats than a machine that has it", file=sys.stderr)
+        return
     try:
         print(build())
     except Unavailable as e:
-        raise SystemExit(f"oneDNN LSTM kernel unavailable: {e}")
+        raise SystemExit(f"oneDNN LSTM kernel unavailable: {e}") from None
 
 
 if __name__ == "__main__":

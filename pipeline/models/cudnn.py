@@ -34,7 +34,8 @@ reference) in its place.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 from jax.experimental import rnn as jrnn
@@ -71,7 +72,7 @@ def from_cudnn(weights: jnp.ndarray, input_size: int, hidden: int, layers: int,
                          f"{', bidirectional' if bidirectional else ''} has {expected} weights, not {weights.shape}")
     out: dict[str, dict[str, jnp.ndarray]] = {}
     at = 0
-    for name, d in zip(names, in_dims):
+    for name, d in zip(names, in_dims, strict=True):
         wi = weights[at:at + g * d].reshape(g, d).T
         at += g * d
         wh = weights[at:at + g * hidden].reshape(g, hidden).T
@@ -107,7 +108,7 @@ def layer(directions: Sequence[Sequence[jnp.ndarray]], carry: Any, x: jnp.ndarra
     batch, time, in_dim = x.shape
     hidden = directions[0][1].shape[0]
     names = pseudo_layers(1, bidirectional)
-    stack = {n: dict(zip(("wi", "wh", "bi", "bh"), w)) for n, w in zip(names, directions)}
+    stack = {n: dict(zip(("wi", "wh", "bi", "bh"), w, strict=True)) for n, w in zip(names, directions, strict=True)}
     h0, c0 = carries([carry], bidirectional)
     if mask is None:
         lengths = jnp.full((batch,), time, jnp.int32)

@@ -31,7 +31,7 @@ class Forecaster(nn.Module):
     @nn.compact
     def __call__(self, inputs, train: bool = False):
         batch = inputs.shape[0]
-        rnn = lambda name: StackedRNN(self.cell, self.hidden, self.layers, self.dropout,  # noqa: E731
+        rnn = lambda name: StackedRNN(self.cell, self.hidden, self.layers, self.dropout,
                                       precision=self.precision, kernel=self.kernel,
                                       forget_bias=self.forget_bias, name=name)
         carries, _ = rnn("encoder")(inputs, train=train)

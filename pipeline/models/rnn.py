@@ -41,8 +41,9 @@ input-feeding decoder, which must step through time itself, calls.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Sequence, get_args
+from typing import Any, get_args
 
 import flax.linen as nn
 import jax
@@ -105,6 +106,33 @@ def initial_carries(cell: Cell, layers: int, hidden: int, batch: int) -> list[Ca
 # -- the kernel choice -------------------------------------------------------------------
 
 _warned: set[str] = set()
+_KERNEL_NAMES = ("onednn", "cudnn", "scan")
+
+
+def kernels_in(jaxpr: Any) -> str:
+    """The recurrent kernels a traced program runs, read off its (closed) jaxpr:
+    ``onednn`` (the fused LSTM's custom call), ``cudnn`` (``jax.experimental.rnn``'s) and
+    ``scan`` (the models' only scans are their recurrences), joined by ``+``; ``none``
+    where it has no recurrence. What ``kernel: auto`` chose, after any fallback."""
+    found: set[str] = set()
+
+    def walk(j) -> None:
+        for eqn in j.eqns:
+            name = eqn.primitive.name
+            if name == "ffi_call" and str(eqn.params.get("target_name", "")).startswith("rnnpipe_lstm_onednn"):
+                found.add("onednn")
+            elif name == "rnn":
+                found.add("cudnn")
+            elif name == "scan":
+                found.add("scan")
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(getattr(jaxpr, "jaxpr", jaxpr))
+    return "+".join(k for k in _KERNEL_NAMES if k in found) or "none"
 
 
 def use_onednn(kernel: Kernel, cell: Cell, padded: bool, precision: Precision) -> bool:
@@ -219,7 +247,7 @@ def _lstm_forward(reverse, precision, wh, bh, carry, xp, mask):
         c, h = carry
         xi, xf, xg, xo, m_t = inputs
         z = matmul(h, whs, precision)
-        gate = lambda x, k: jnp.tanh(x + z[:, k * hidden:(k + 1) * hidden])  # noqa: E731
+        gate = lambda x, k: jnp.tanh(x + z[:, k * hidden:(k + 1) * hidden])
         i, f, o = (0.5 * gate(x, k) + 0.5 for x, k in ((xi, 0), (xf, 1), (xo, 3)))
         c_new = f * c + i * gate(xg, 2)
         h_new = o * jnp.tanh(c_new)

@@ -126,7 +126,7 @@ class Seq2Seq(nn.Module):
             ]
         leaves, treedef = jax.tree_util.tree_flatten(enc_carries)
         carries = jax.tree_util.tree_unflatten(
-            treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge, leaves)]
+            treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge, leaves, strict=True)]
         )
         keys = self.attend.keys(memory)
         feed = jnp.zeros((src.shape[0], self.hidden), memory.dtype)

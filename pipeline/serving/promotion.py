@@ -22,8 +22,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pipeline import artifacts
 from pipeline.data import windows
@@ -124,7 +124,7 @@ def promote(params: Params, candidate_dir: str | Path) -> Path:
 
 def record(params: Params, decision: Decision, data_last_day: str | None) -> dict:
     """Append the decision to ``decisions.jsonl`` (rewritten atomically) and return the entry."""
-    entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
              "promoted": decision.promote, "reason": decision.reason, "data_last_day": data_last_day,
              "candidate": decision.candidate, "served": decision.served}
     path = Path(params.forecast.serve.dir) / DECISIONS

@@ -45,7 +45,7 @@ def parse_bpi_close(text: str, name: str) -> pd.Series:
     if (bad := np.flatnonzero(days.isna())).size:
         raise PriceFormatError(f"{name}: field 'bpi.{keys[bad[0]]}' is not an ISO date")
     values = list(bpi.values())
-    for key, value in zip(keys, values):  # JSON numbers only: not strings, not true/false
+    for key, value in zip(keys, values, strict=True):  # JSON numbers only: not strings, not true/false
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PriceFormatError(f"{name}: field 'bpi.{key}' is not a number: {value!r}")
     close = pd.Series(np.asarray(values, np.float64), index=pd.DatetimeIndex(days, name="date"), name="close")
@@ -88,7 +88,7 @@ def parse_csv_export(text: str, name: str) -> pd.DataFrame:
         raise PriceFormatError(f"{name}:1: missing column(s) {missing}; header is {list(raw.columns)}")
     if raw.empty:
         raise PriceFormatError(f"{name}: no data rows")
-    line = lambda i: int(i) + 2  # noqa: E731  (the header is line 1)
+    line = lambda i: int(i) + 2
     days = pd.to_datetime(raw["Date"], format="%Y-%m-%d", errors="coerce")
     if (bad := np.flatnonzero(days.isna())).size:
         raise PriceFormatError(f"{name}:{line(bad[0])}: column 'Date' is not an ISO date: {raw['Date'].iloc[bad[0]]!r}")

@@ -11,8 +11,8 @@ is an error naming it, never an extrapolation.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ def convert(days: Sequence[dt.date] | pd.DatetimeIndex, usd: np.ndarray, currenc
         raise RateError(f"{where}: the ECB reference rates have no {currency!r}; "
                         f"they cover {', '.join(sorted(c.currencies))}")
     out = np.empty(len(days), np.float64)
-    for i, (day, price) in enumerate(zip(pd.DatetimeIndex(days).date, usd)):
+    for i, (day, price) in enumerate(zip(pd.DatetimeIndex(days).date, usd, strict=True)):
         try:
             out[i] = c.convert(float(price), "USD", currency, date=day)
         except RateNotFoundError:

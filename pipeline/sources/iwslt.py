@@ -37,7 +37,7 @@ def parse_parallel(src: str, trg: str, src_name: str, trg_name: str) -> list[tup
             f"{src_name} has {len(src_lines)} lines but {trg_name} has {len(trg_lines)}: not aligned"
         )
     pairs = []
-    for lineno, (s, t) in enumerate(zip(src_lines, trg_lines), start=1):
+    for lineno, (s, t) in enumerate(zip(src_lines, trg_lines, strict=True), start=1):
         s, t = html.unescape(s).strip(), html.unescape(t).strip()
         if not s or not t:
             raise IwsltError(f"{src_name if not s else trg_name}:{lineno}: empty line")
@@ -45,7 +45,9 @@ def parse_parallel(src: str, trg: str, src_name: str, trg_name: str) -> list[tup
     return pairs
 
 
-def read_folder(folder: str | Path, langs: tuple[str, ...] | list[str]) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+def read_folder(
+    folder: str | Path, langs: tuple[str, ...] | list[str]
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
     """The downloaded folder -> ``{split: (langs[0], langs[1]) pairs}`` and ``{lang: vocabulary tokens}``."""
     folder = Path(folder)
 

@@ -138,13 +138,14 @@ def run(params: Params, variant: str | None = None) -> None:
             by_step = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
             scored[name][f"coverage{level}"] = by_step
             summary[f"{name}_coverage{level}_worst_gap"] = round(float(np.max(np.abs(by_step - level / 100))), 4)
-    artifacts.write_json(Path(p.paths.metrics) / METRICS_FILE, provenance.stamped(summary))
+    kernel = forecast_job.recurrent_kernel(p, b.cell, inputs)
+    artifacts.write_json(Path(p.paths.metrics) / METRICS_FILE, provenance.stamped(summary, kernel))
     artifacts.write_json(Path(p.paths.metrics) / "backtest-horizon.json", provenance.stamped({
         "horizon": list(range(1, horizon + 1)), "origins": [str(dates[o]) for o in origins],
         "beats_naive_at": {name: backtest.beats_naive(s) for name, s in scored.items()},
         "loses_to_naive_at": {name: backtest.loses_to_naive(s) for name, s in scored.items()},
         **{name: {k: [round(float(x), 4) for x in v] for k, v in s.items()} for name, s in scored.items()},
-    }))
+    }, kernel))
     plot_dir = Path(p.paths.plots)
     artifacts.write_csv(plot_dir / "backtest-horizon.csv", [
         {"step": h + 1, **{f"{name}_mase": float(scored[name]["mase"][h]) if name in scored else ""

@@ -13,8 +13,8 @@ import datetime as dt
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import requests
@@ -35,7 +35,7 @@ def run(params: Params, workload: str) -> int | None:
         raise SystemExit(f"download: unknown workload '{workload}'; choose one of {WORKLOADS}")
     source = getattr(params.sources, workload)
     if source.format == "coindesk-api":
-        today = dt.datetime.now(dt.timezone.utc).date()
+        today = dt.datetime.now(dt.UTC).date()
         return refresh_prices(source, params.fetch, today)
     elif source.format == "iwslt":
         digest = fetch_folder(source, params.fetch)
@@ -89,7 +89,7 @@ def refresh_prices(source: PriceSource, policy: FetchPolicy, today: dt.date,
     until = today - dt.timedelta(days=1)  # today's bar is not closed yet
     pages: dict[Path, bytes] = {}
     fresh: list[pd.DataFrame] = []
-    for instrument, currency in zip(api.instruments, currencies):
+    for instrument, currency in zip(api.instruments, currencies, strict=True):
         since = last[currency] + dt.timedelta(days=1) if currency in last else api.since
         if since > until:
             print(f"download@forecast: {instrument} is up to date (last day {last[currency]})")

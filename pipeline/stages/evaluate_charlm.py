@@ -31,7 +31,8 @@ def run(params: Params, cell: str) -> None:
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")
     artifacts.write_json(
         Path(p.paths.metrics) / f"charlm-{cell}.json",
-        provenance.stamped({"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)}),
+        provenance.stamped({"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)},
+                           config.get("kernel")),
     )
     print(f"evaluate_charlm@{cell}: {nats:.4f} nats/char = {metrics.bits_per_char(nats):.4f} bpc")
     print(sample[:300])

@@ -70,11 +70,11 @@ def run(params: Params, cell: str) -> None:
             by_h[name][f"coverage{level}"] = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
     scores["horizons_beating_naive"] = len(beats)
-    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores))
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores, loaded.kernel))
     artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", provenance.stamped({
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
-    }))
+    }, loaded.kernel))
     naive = stored.points["naive"]
     rows = [
         {"step": h + 1, "mae": float(by_h["model"]["mae"][h]),

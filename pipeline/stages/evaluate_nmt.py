@@ -55,7 +55,7 @@ def run(params: Params, cell: str) -> None:
             else:
                 results[f"{prefix}bleu_{method}"] = scores["bleu"]
     results["decode"] = p.decode.method if p.decode.method != "beam" else f"beam{p.decode.beam_size}"
-    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", provenance.stamped(results))
+    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", provenance.stamped(results, config.get("kernel")))
     gain = f" (greedy {results['bleu_greedy']:.2f})" if "bleu_greedy" in results else ""
     print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f} "
           f"perplexity {results['perplexity']:.2f} accuracy {results['accuracy']:.3f}, "

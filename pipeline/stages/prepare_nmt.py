@@ -56,7 +56,9 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
     else:
         pool = lower(pairs)
         kept = keep(fitting(pool) if everywhere else pool, data.max_pairs)
-        splits = dict(zip(SPLITS, tokens.split_by_source(kept, data.valid_size, data.test_size, data.seed)))
+        splits = dict(
+            zip(SPLITS, tokens.split_by_source(kept, data.valid_size, data.test_size, data.seed), strict=True)
+        )
         if not everywhere:
             splits["train"] = fitting(splits["train"])
     widths = {name: data.max_len + 1 for name in SPLITS}
@@ -95,7 +97,7 @@ def read_pairs(params: Params) -> tuple[Pairs | dict[str, Pairs], dict[str, list
     source, data = params.sources.nmt, params.nmt.data
     raw = Path(source.raw)
     flip = data.source != source.langs[0]
-    turn = (lambda rows: [(t, s) for s, t in rows]) if flip else (lambda rows: rows)  # noqa: E731
+    turn = (lambda rows: [(t, s) for s, t in rows]) if flip else (lambda rows: rows)
     if source.format == "iwslt":
         splits, vocabs = iwslt.read_folder(raw, source.langs)
         corpus = {"src": vocabs[data.source], "trg": vocabs[data.target]} if data.vocab == "corpus" else None

@@ -36,8 +36,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     carry = initial_carries(cell, model.layers, model.hidden, t.batch_size)
     rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
     tx = optim.make_optimizer(rate, t.clip_norm)
-    state = steps.create_state(model, init_key, tx, np.zeros((t.batch_size, t.seq_len), np.int32), carry,
-                               ema=t.ema_decay > 0)
+    example = (np.zeros((t.batch_size, t.seq_len), np.int32), carry)
+    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)
     loss_fn = charlm_loss(model)
     eval_step = heldout.make_eval_step(loss_fn)
 
@@ -49,7 +49,7 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     train_step = steps.make_train_step(loss_fn, ema_decay=t.ema_decay)
     job = Job(state, train_step, batches.stream_windows(train_ids, t.batch_size, t.seq_len),
               fit_key, options, evaluate, carry=carry, learning_rate=rate)
-    return job, {"model": config, "chars": chars}
+    return job, {"model": config, "chars": chars, "kernel": steps.recurrent_kernel(model, state.params, *example)}
 
 
 def sample_hook(params: Params, cell: str, config: dict) -> TextSamples:
@@ -69,6 +69,7 @@ def sample_hook(params: Params, cell: str, config: dict) -> TextSamples:
 def run(params: Params, cell: str) -> None:
     p = params.charlm
     job, config = setup(params, cell)
+    print(f"{job.options.desc}: recurrent kernel {config['kernel']}")
     hooks = training_hooks.for_stage("charlm", p, cell, job.options.desc, config)
     if p.sample.every:
         hooks.append(sample_hook(params, cell, config))

@@ -36,8 +36,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
     rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
     tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer, rmsprop_decay=t.rmsprop_decay)
-    state = steps.create_state(model, init_key, tx, example["src"], example["src_len"], example["trg"][:, :-1],
-                               ema=t.ema_decay > 0)
+    example = (example["src"], example["src_len"], example["trg"][:, :-1])
+    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)
     loss_fn = nmt_loss(model, t.label_smoothing)
     eval_step = heldout.make_eval_step(loss_fn)
     valid = [b for _, b in batches.eval_batches(valid_arrays, p.data.buckets, p.decode.batch_size)]
@@ -59,13 +59,15 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
     train_step = steps.make_train_step(loss_fn, ema_decay=t.ema_decay)
     job = Job(state, train_step, stream, fit_key, options, evaluate, learning_rate=rate)
     saved = {"model": config, "vocab": vocab, "buckets": list(p.data.buckets),
-             "decode": {"max_len_factor": p.decode.max_len_factor, "batch_size": p.decode.batch_size}}
+             "decode": {"max_len_factor": p.decode.max_len_factor, "batch_size": p.decode.batch_size},
+             "kernel": steps.recurrent_kernel(model, state.params, *example)}
     return job, saved
 
 
 def run(params: Params, cell: str) -> None:
     p = params.nmt
     job, config = setup(params, cell)
+    print(f"{job.options.desc}: recurrent kernel {config['kernel']}")
     hooks = training_hooks.for_stage("nmt", p, cell, job.options.desc, config)
     state, history = fit(job, hooks)
     save_model(Path(p.paths.models) / cell, state.params, config)

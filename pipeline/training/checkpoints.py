@@ -85,7 +85,7 @@ def load_params(path: str | Path, step: int | None = None) -> tuple[int, Any, di
 def fingerprint(config: Any, data_files: list[Path]) -> str:
     """A short digest of a run's configuration (JSON, dataclasses allowed), the checkpoint
     :data:`FORMAT` and its data files."""
-    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
+    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)
     h = hashlib.sha256(json.dumps({"format": FORMAT, "config": config}, sort_keys=True, default=as_json).encode())
     for path in sorted(data_files):
         h.update(path.as_posix().encode())
@@ -93,7 +93,10 @@ def fingerprint(config: Any, data_files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_digest(package: Path = _PACKAGE) -> str:
     """sha256 over the package's source files (``.py``, ``.cc``), names and bytes."""
     h = hashlib.sha256()
     for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".cc") and p.is_file()):
@@ -102,7 +105,7 @@ def code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
 
 
 def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int,
-            saved: dict[str, Any] | None = None) -> "Checkpoints":
+            saved: dict[str, Any] | None = None) -> Checkpoints:
     """The checkpoints of one training run: ``root/run/<fingerprint>``, where the
     fingerprint covers ``config``, every file under ``data_dir`` and the code
     (:func:`code_digest`). DVC reruns a train stage whose params and data are unchanged
@@ -166,7 +169,7 @@ class Checkpoints(Hook):
     def restore(self, template: Any) -> tuple[int, Any, dict[str, Any]] | None:
         """``(step, tree, meta)`` of the newest valid checkpoint, ``tree`` shaped like
         ``template``; None when there is none."""
-        shaped = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)  # noqa: E731,E501
+        shaped = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)
         abstract = jax.tree_util.tree_map(shaped, serialization.to_state_dict(template))
         for step in sorted(self.manager.all_steps(), reverse=True):
             where = self.directory / str(step)

@@ -21,8 +21,9 @@ clock) is then byte-identical to an uninterrupted run's.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from tqdm.auto import tqdm
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -28,7 +29,6 @@ from pipeline.params import model_kwargs
 from pipeline.training import optim, steps
 from pipeline.training.loop import FitOptions, Hook, Job, fit, no_evaluation
 from pipeline.training.losses import forecast_loss
-
 
 _COMPILED_LOCK = threading.Lock()
 
@@ -47,6 +47,20 @@ def _compiled(model: Forecaster, t) -> tuple:
     return model, rate, tx, loss_fn, steps.make_train_step(loss_fn)
 
 
+def model_config(p: ForecastParams, cell: str) -> dict:
+    """The :class:`Forecaster`'s constructor arguments for a ``cell`` under ``p``."""
+    return {"output_len": p.data.output_len, "outputs": p.data.targets, **model_kwargs(p.model, cell)}
+
+
+def recurrent_kernel(p: ForecastParams, cell: str, inputs: np.ndarray) -> str:
+    """The recurrent kernel a ``cell`` forecaster runs on here, traced on the shape of
+    ``inputs`` <float>[n, input_len, features] (:func:`pipeline.training.steps.recurrent_kernel`)."""
+    model = Forecaster(**model_config(p, cell))
+    x = jax.ShapeDtypeStruct((2, *np.shape(inputs)[1:]), np.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]
+    return steps.recurrent_kernel(model, params, x)
+
+
 def make_job(p: ForecastParams, cell: str, series: np.ndarray, train_starts: np.ndarray, desc: str,
              heldout_starts: np.ndarray | None = None, seed: int | None = None) -> tuple[Job, dict]:
     """The job that trains a ``cell`` forecaster under ``p`` (``forecast`` params) on the
@@ -61,7 +75,7 @@ def make_job(p: ForecastParams, cell: str, series: np.ndarray, train_starts: np.
         return windows.normalize(inputs, targets)[:2]
 
     inputs_n, targets_n = normalised(train_starts)
-    config = {"output_len": p.data.output_len, "outputs": p.data.targets, **model_kwargs(p.model, cell)}
+    config = model_config(p, cell)
     init_key, fit_key = jax.random.split(jax.random.key(seed))
     with _COMPILED_LOCK:  # the twins' thread and this one share one entry
         model, rate, tx, loss_fn, train_step = _compiled(Forecaster(**config), dataclasses.replace(t, seed=0))
@@ -152,6 +166,7 @@ def train_calibrated(p: ForecastParams, cell: str, series: np.ndarray, train_sta
         pool.shutdown(wait=True, cancel_futures=True)
     cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon)
     twin_pred = forecasting.forecast_members(Forecaster(**config["model"]), twins, cal_inputs)[..., 0]
+    config = {**config, "kernel": recurrent_kernel(p, cell, cal_inputs)}
     scale = windows.naive_scale(cal_inputs)
     return Calibrated(members, seeds, config, conformal.calibrate(twin_pred.mean(axis=0), cal_truth[..., 0], scale),
                       conformal.calibrate(twin_pred[0], cal_truth[..., 0], scale),

@@ -15,7 +15,8 @@ import dataclasses
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,16 +89,16 @@ class Hook:
 
     saves_on_stop = False
 
-    def begin(self, run: "Run", desc: str) -> None:
+    def begin(self, run: Run, desc: str) -> None:
         pass
 
     def after_row(self, row: dict[str, float]) -> None:
         pass
 
-    def record(self, run: "Run") -> None:
+    def record(self, run: Run) -> None:
         pass
 
-    def after_step(self, run: "Run", stopping: bool) -> None:
+    def after_step(self, run: Run, stopping: bool) -> None:
         pass
 
 
@@ -215,7 +216,11 @@ class Run:
             return row
         if row[self.select] > self.best:
             # a copy: the next train step donates (and so invalidates) the state's buffers
-            self.best, self.best_params, self.stale = row[self.select], jax.tree_util.tree_map(jnp.copy, self.state.weights), 0
+            self.best, self.best_params, self.stale = (
+                row[self.select],
+                jax.tree_util.tree_map(jnp.copy, self.state.weights),
+                0,
+            )
         else:
             self.stale += 1
         if patience and self.stale >= patience:
@@ -268,7 +273,7 @@ def _stop_signals(enabled: bool):
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    handler = lambda signum, frame: stop.append(signal.Signals(signum).name)  # noqa: E731
+    handler = lambda signum, frame: stop.append(signal.Signals(signum).name)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield stop

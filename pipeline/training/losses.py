@@ -10,7 +10,8 @@ evaluation can average exactly across batches of unequal padding
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -15,8 +15,9 @@ uninterrupted one; files from steps after the restored one are removed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from pipeline.models.rnn import kernels_in
 from pipeline.training.losses import LossFn
 
 
@@ -47,6 +48,14 @@ def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) 
     return state.replace(step=jnp.zeros((), jnp.int32))
 
 
+def recurrent_kernel(model, params, *example_inputs) -> str:
+    """Which recurrent kernels ``model`` runs on here (``onednn``, ``cudnn``, ``scan``,
+    joined by ``+``): its forward pass traced on the example inputs, nothing compiled.
+    The train stages save it in the model's config, and the metrics' provenance carries it,
+    because an LSTM on oneDNN and on the scan give different floats."""
+    return kernels_in(jax.make_jaxpr(lambda p, *x: model.apply({"params": p}, *x))(params, *example_inputs))
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _init(model, key: jax.Array, *example_inputs):
     return model.init({"params": key}, *example_inputs)["params"]
@@ -75,7 +84,7 @@ def make_train_step(loss_fn: LossFn, ema_decay: float = 0.0):
         finite = jnp.isfinite(loss)
         for g in jax.tree_util.tree_leaves(grads):
             finite &= jnp.all(jnp.isfinite(g))
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        keep = lambda new, old: jnp.where(finite, new, old)
         stepped = state.apply_gradients(grads=grads)
         if state.ema is not None:
             t = state.step.astype(jnp.float32)
