@@ -20,6 +20,12 @@ for key, value in {
     "DO_NOT_TRACK": "1",
     "PREFECT_HOME": f"{_TMP}/prefect",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # XLA without its expensive passes (what Flax's heavy example tests do): the tests check
+    # logic, and where they compare numbers, both sides compile the same way; the stages and
+    # commands they start inherit it. Compilation is most of the tests' time, and this
+    # roughly halves it (benchmarks/results/test-tiers.md); set it to false to test with
+    # the optimised code the pipeline runs.
+    "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
 }.items():
     os.environ.setdefault(key, value)
 
