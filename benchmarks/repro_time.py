@@ -6,7 +6,11 @@ and starts with an empty DVC cache: every stage runs, exactly as on a user's fre
 clone after `./dev repro` has installed the environment. The second `dvc repro` changes
 nothing and measures DVC's own overhead (hashing deps, reading dvc.lock).
 
-    python benchmarks/repro_time.py          # about 8-9 minutes on 2 cores
+    python benchmarks/repro_time.py          # about 12 minutes on 2 cores
+    python benchmarks/repro_time.py --exp nmt.train.steps=500 --warm   # cold, experiment, warm
+
+Each computing stage's compilations (programs, XLA seconds, loads from the cache) are
+recorded beside its time, from the line the stage prints (pipeline/jax_cache.py).
 
 Benchmarks are not tests: nothing here fails on timing.
 """
@@ -29,6 +33,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import machine_facts  # noqa: E402
 
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
+# what each stage that computes prints last (pipeline/jax_cache.py, summary)
+COMPILE_LINE = re.compile(r"compilation: (\d+) programs compiled in ([\d.]+) s, (\d+) loaded from the cache "
+                          r"\(([\d.]+) s saved\)")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -37,14 +44,20 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def timed_stages(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+def timed_stages(cmd: list[str], cwd: Path, env: dict[str, str],
+                 compiles: dict[str, dict] | None = None) -> tuple[float, dict[str, float]]:
     """Run ``cmd`` (a ``dvc repro``) and time each stage from its "Running stage" line to
-    the next one (the last to the end): the table of where the run's time goes."""
+    the next one (the last to the end): the table of where the run's time goes. With
+    ``compiles``, each computing stage's compilation line goes into it, by stage."""
     started = time.perf_counter()
     stages: dict[str, float] = {}
     current, since = None, started
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:  # progress bars share the stream: a stage's line may follow a '\r'
+            for n, secs, loaded, saved in COMPILE_LINE.findall(line):
+                if compiles is not None and current is not None:
+                    compiles[current] = {"compiled": int(n), "compile_seconds": float(secs),
+                                         "loaded": int(loaded), "saved_seconds": float(saved)}
             for stage in STAGE_LINE.findall(line):
                 now = time.perf_counter()
                 if current is not None:
@@ -80,6 +93,8 @@ def main() -> None:
     ap.add_argument("--rev", default="HEAD", help="the revision to clone and run (default: %(default)s)")
     ap.add_argument("--warm", action="store_true",
                     help="then time a second fresh clone with the compilation cache the first one filled")
+    ap.add_argument("--exp", nargs="+", metavar="KEY=VALUE",
+                    help="then time `dvc exp run -S KEY=VALUE ...` in the first clone (after its default run)")
     ap.add_argument("--here", action="store_true",
                     help="run `dvc repro -f` in this checkout instead (every stage, outputs kept here)")
     ap.add_argument("--table", nargs=2, metavar=("BEFORE", "AFTER"),
@@ -106,21 +121,31 @@ def main() -> None:
         clone = Path(tmp) / "rnnpipe"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
-        full, stages = timed_stages(["dvc", "repro"], clone, env)
+        compiles: dict[str, dict] = {}
+        full, stages = timed_stages(["dvc", "repro"], clone, env, compiles)
         print(f"dvc repro (fresh clone, empty compilation cache): {full:.1f}s", flush=True)
         noop = [timed(["dvc", "repro"], clone, env) for _ in range(args.noop_runs)]
         print(f"dvc repro (no-op): {min(noop):.2f}-{max(noop):.2f}s", flush=True)
         status = subprocess.run(["dvc", "status"], cwd=clone, env=env, capture_output=True, text=True).stdout
         record = {"commit": commit, "machine": machine_facts(), "compilation_cache": "empty at the start",
-                  "fresh_repro_seconds": round(full, 1), "stage_seconds": stages,
+                  "fresh_repro_seconds": round(full, 1), "stage_seconds": stages, "stage_compilation": compiles,
                   "noop_repro_seconds": [round(t, 2) for t in noop], "status_after": status.strip()}
+        if args.exp:  # an experiment on the finished run: only its branch reruns, from the warm cache
+            exp_compiles: dict[str, dict] = {}
+            cmd = ["dvc", "exp", "run", *(a for setting in args.exp for a in ("-S", setting))]
+            seconds, exp_stages = timed_stages(cmd, clone, env, exp_compiles)
+            print(f"{' '.join(cmd)}: {seconds:.1f}s", flush=True)
+            record["exp_run"] = {"command": " ".join(cmd), "seconds": round(seconds, 1), "stage_seconds": exp_stages,
+                                 "stage_compilation": exp_compiles}
         if args.warm:  # a second fresh clone, with the cache the first one filled
             again = Path(tmp) / "again"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(again)], check=True)
             subprocess.run(["git", "checkout", "-q", commit], cwd=again, check=True)
-            warm, warm_stages = timed_stages(["dvc", "repro"], again, env)
+            warm_compiles: dict[str, dict] = {}
+            warm, warm_stages = timed_stages(["dvc", "repro"], again, env, warm_compiles)
             print(f"dvc repro (fresh clone, warm compilation cache): {warm:.1f}s", flush=True)
-            record.update(warm_repro_seconds=round(warm, 1), warm_stage_seconds=warm_stages)
+            record.update(warm_repro_seconds=round(warm, 1), warm_stage_seconds=warm_stages,
+                          warm_stage_compilation=warm_compiles)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

@@ -97,14 +97,18 @@ def run_stage(argv: list[str]) -> int:
 
         parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
-    _cache_compilations()
+    computes = _cache_compilations()
     stage.run(params, args.variant)
+    if computes:  # what this stage compiled and what the cache spared it (benchmarks/repro_time.py reads it)
+        print(jax_cache.summary(), file=sys.stderr)
     return 0
 
 
-def _cache_compilations() -> None:
+def _cache_compilations() -> bool:
     """Switch JAX's persistent compilation cache on (pipeline/jax_cache.py) for a stage or
     command whose module imported JAX, before it compiles anything; the others (downloads,
     preparation, report) never load JAX for it (about 1 s each)."""
     if "jax" in sys.modules:
         jax_cache.enable()
+        return True
+    return False

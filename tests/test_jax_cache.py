@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from pipeline.kernels import onednn
 ROOT = Path(__file__).resolve().parents[1]
 
 # A tiny program with a scan, compiled through the cache in a process of its own; prints
-# its result's bytes and how many compilations the cache served.
+# its result's bytes, how many compilations the cache served (JAX's own event) and what
+# jax_cache counted.
 PROGRAM = """
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
@@ -34,7 +36,8 @@ def f(x):
     return jax.lax.scan(lambda c, v: (jnp.tanh(c @ x + v), c), jnp.ones(8), x)[0]
 
 out = np.asarray(f(jnp.arange(64.0).reshape(8, 8) / 64))
-print(json.dumps({"folder": str(folder), "hits": len(hits), "out": out.tobytes().hex()}))
+print(json.dumps({"folder": str(folder), "hits": len(hits), "out": out.tobytes().hex(), "counts": jax_cache.counts(),
+                  "summary": jax_cache.summary()}))
 """
 
 
@@ -81,9 +84,14 @@ def test_a_second_process_reads_what_the_first_wrote_and_gets_the_same_floats(tm
     folder = Path(first["folder"])
     assert folder.parent == tmp_path and folder.name == jax_cache.key_name()
     assert first["hits"] == 0 and any(folder.glob("*-cache"))
+    assert first["counts"]["compiled"] > 0 and first["counts"]["loaded"] == 0
     second, = run_program(str(tmp_path))
     assert second["hits"] > 0
     assert second["out"] == first["out"]
+    # the count a stage prints: what the cache served, and what was compiled all the same
+    assert second["counts"]["loaded"] == second["hits"]
+    assert second["counts"]["compiled"] < first["counts"]["compiled"]
+    assert f"{second['hits']} loaded from the cache" in second["summary"]
 
 
 def test_the_variable_turns_it_off(tmp_path):
@@ -108,9 +116,12 @@ def test_stages_that_compute_fill_the_cache_and_the_others_never_load_jax(tmp_pa
         done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
+        return done.stderr
 
-    stage("download", "charlm")
-    stage("prepare_charlm")
+    assert "compilation:" not in stage("download", "charlm") + stage("prepare_charlm")
     assert not (tmp_path / "cache").exists()  # neither imported jax, so neither made the folder
-    stage("train_charlm", "lstm")
+    line = stage("train_charlm", "lstm").strip().splitlines()[-1]
     assert any((tmp_path / "cache").glob("*/*-cache"))
+    compiled = re.fullmatch(r"compilation: (\d+) programs compiled in [\d.]+ s, \d+ loaded from the cache "
+                            r"\([\d.]+ s saved\)", line)
+    assert compiled and int(compiled[1]) > 0, line
