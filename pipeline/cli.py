@@ -98,6 +98,14 @@ def run_stage(argv: list[str]) -> int:
         parallel.initialize_distributed()
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     computes = _cache_compilations()
+    if args.stage.startswith(("train_", "evaluate_")):  # a forced kernel that cannot run: one line, no traceback
+        from pipeline.models.rnn import forced_kernel_problem
+
+        kernel = getattr(params, workload).model.kernel
+        if problem := forced_kernel_problem(kernel):
+            print(f"error: {args.params}: '{workload}.model.kernel' is {kernel!r}, but {problem}; "
+                  "set it to auto (oneDNN or the scan, whichever runs here) or scan", file=sys.stderr)
+            return 2
     stage.run(params, args.variant)
     if computes:  # what this stage compiled and what the cache spared it (benchmarks/repro_time.py reads it)
         print(jax_cache.summary(), file=sys.stderr)

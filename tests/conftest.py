@@ -41,6 +41,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+# The test files that take longest, longest first (benchmarks/results/test-tiers.md has the
+# per-file seconds). `./dev test` hands whole files to a worker per core in collection order
+# (`--dist loadfile --no-loadscope-reorder`); starting the long ones first keeps both cores
+# busy to the end instead of leaving one to finish the end-to-end files alone.
+LONGEST_FIRST = ("test_flows.py", "test_models.py", "test_profiles.py", "test_e2e.py", "test_stages.py",
+                 "test_nmt_options.py", "test_resume.py", "test_translation.py", "test_rnn.py", "test_cudnn.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -89,8 +89,9 @@ def make_repo(repo: Path, params: dict, extra: tuple[str, ...] = ()) -> Path:
     return repo
 
 
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
+def run_cli(*args, cwd=ROOT, env: dict[str, str] | None = None):
+    """``python -m pipeline ARGS`` in a process of its own; ``env`` adds to this one's."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=120)
 
 

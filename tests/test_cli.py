@@ -40,3 +40,22 @@ def test_bad_input_prints_the_message_not_a_traceback(tmp_path, real_params_dict
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: ") and "sha256 mismatch" in out.stderr
     assert not (tmp_path / "input.txt").exists()
+
+
+def test_a_forced_kernel_that_cannot_run_is_one_line_naming_the_key(tmp_path, real_params_dict):
+    """kernel: cudnn on this CPU, and kernel: onednn where the kernel cannot be built (a
+    broken compiler, an empty kernel cache): exit 2 and the key, before any work."""
+    cxx = tmp_path / "cxx"
+    cxx.write_text("#!/bin/sh\necho 'lstm_onednn.cc:1:1: error: no' >&2\nexit 1\n")
+    cxx.chmod(0o755)
+    for kernel, why in (("cudnn", "cuDNN needs an NVIDIA GPU; JAX is running on 'cpu'"),
+                        ("onednn", "the oneDNN LSTM kernel cannot run here (compiling")):
+        doc = dict(real_params_dict, charlm=dict(real_params_dict["charlm"],
+                                                 model=dict(real_params_dict["charlm"]["model"], kernel=kernel)))
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
+        out = run_cli("train_charlm", "lstm", "--params", str(tmp_path / "params.yaml"),
+                      env={"CXX": str(cxx), "RNNPIPE_KERNEL_CACHE": str(tmp_path / "kernels")})
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"error: {tmp_path / 'params.yaml'}: 'charlm.model.kernel' is '{kernel}', but {why}")
+        assert "set it to auto" in line

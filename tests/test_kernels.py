@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -113,12 +114,51 @@ def test_a_failing_compiler_is_reported_with_its_error(monkeypatch, tmp_path):
 
 
 def test_the_kernel_is_built_into_the_cache_once(monkeypatch, tmp_path):
-    """A real compile into an empty cache, then a hit that compiles nothing."""
+    """A real compile into an empty cache, without a compiler warning (-Wall -Wextra), then
+    a hit that compiles nothing."""
     monkeypatch.setenv("RNNPIPE_KERNEL_CACHE", str(tmp_path))
-    path = onednn.build()
+    assert "-w" not in onednn.FLAGS and "-Wall" in onednn.FLAGS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # build() warns with whatever the compiler said
+        path = onednn.build()
     assert path.parent == tmp_path and path.stat().st_size > 0
     built = path.stat().st_mtime_ns
     assert onednn.build() == path and path.stat().st_mtime_ns == built
+
+
+def test_two_clones_share_one_build(monkeypatch, tmp_path):
+    """The build's key is the source's bytes and the command, not where the source lies, so
+    a second clone finds the first one's library (and its compilation-cache folder)."""
+    here = onednn.library_path()
+    elsewhere = tmp_path / "clone" / onednn.SOURCE.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(onednn.SOURCE.read_bytes())
+    monkeypatch.setattr(onednn, "SOURCE", elsewhere)
+    assert onednn.library_path() == here
+    elsewhere.write_bytes(onednn.SOURCE.read_bytes() + b"// changed\n")
+    assert onednn.library_path() != here  # a changed source is a new build
+
+
+def _call(name, outputs, *args):
+    onednn._load()  # registers the targets
+    return jax.ffi.ffi_call(name, outputs)(*args, reverse=False)
+
+
+def test_a_buffer_of_the_wrong_shape_is_an_invalid_argument():
+    """The C++ side checks every buffer against x and h0 before oneDNN reads it."""
+    t, b, i, h = 4, 2, 3, 5
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    nbytes = onednn._load().rnnpipe_lstm_workspace_bytes(t, b, i, h, 0)
+    outputs = (f32(t, b, h), f32(b, h), f32(b, h), jax.ShapeDtypeStruct((nbytes,), jnp.uint8))
+    x, h0, wi, wh, bias = (jnp.ones(s) for s in ((t, b, i), (b, h), (i, 4 * h), (h, 4 * h), (4 * h,)))
+    ys, *_ = _call(onednn._FWD, outputs, x, h0, h0, wi, wh, bias)  # the right shapes run
+    assert ys.shape == (t, b, h) and np.all(np.isfinite(ys))
+    with pytest.raises(Exception, match=r"INVALID_ARGUMENT: oneDNN LSTM: wh has shape \[3, 20\], expected \[5, 20\]"):
+        _call(onednn._FWD, outputs, x, h0, h0, wi, wi, bias)  # the input weights where wh goes
+    with pytest.raises(Exception, match=r"INVALID_ARGUMENT: oneDNN LSTM: workspace has \d+ bytes, expected"):
+        _call(onednn._FWD, (*outputs[:3], jax.ShapeDtypeStruct((nbytes + 1,), jnp.uint8)), x, h0, h0, wi, wh, bias)
+    with pytest.raises(Exception, match=r"INVALID_ARGUMENT: oneDNN LSTM: x must be \[T, B, I\]"):
+        _call(onednn._FWD, outputs, x[0], h0, h0, wi, wh, bias)
 
 
 def test_dev_says_in_one_line_why_the_kernel_cannot_load(tmp_path):

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -35,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 SOURCE = Path(__file__).with_name("lstm_onednn.cc")
-FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-w"]
+FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra"]
 PACKAGES = "onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0"
 _FWD, _BWD = "rnnpipe_lstm_onednn_fwd", "rnnpipe_lstm_onednn_bwd"
 
@@ -74,7 +75,8 @@ def _command(out: Path) -> list[str]:
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         raise Unavailable("no C++ compiler: install g++ (or set CXX) to build the oneDNN LSTM kernel")
-    return [cxx, *FLAGS, f"-I{include}", f"-I{jax.ffi.include_dir()}", str(SOURCE), f"-L{lib}",
+    # oneDNN's and XLA's headers are system headers: the warnings (-Wall -Wextra) are ours alone
+    return [cxx, *FLAGS, "-isystem", str(include), "-isystem", jax.ffi.include_dir(), str(SOURCE), f"-L{lib}",
             "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}", "-lpthread", "-o", str(out)]
 
 
@@ -82,7 +84,9 @@ def library_path() -> Path:
     """The cached shared library for this source, toolchain and environment (may not exist yet)."""
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
-    key.update(" ".join(_command(Path("out"))).encode())
+    # the command, but not where the source lies: two clones share one build (and so one
+    # compilation-cache folder, pipeline/jax_cache.py); the rpath keeps the environment in
+    key.update(" ".join(_command(Path("out"))).replace(str(SOURCE), SOURCE.name).encode())
     key.update(f"jaxlib {_version('jaxlib')} onednn {_version('onednn-cpu-gomp')}".encode())
     return cache_dir() / f"lstm_onednn-{key.hexdigest()[:16]}.so"
 
@@ -99,6 +103,8 @@ def build() -> Path:
         tmp.unlink(missing_ok=True)
         raise Unavailable(f"compiling {SOURCE} failed:\n{done.stderr[-2000:]}")
     os.replace(tmp, out)  # atomic: concurrent builders each write their own file
+    if done.stderr.strip():  # it builds without warnings (-Wall -Wextra); a new compiler's are shown once
+        warnings.warn(f"compiling {SOURCE}:\n{done.stderr[-2000:]}", stacklevel=2)
     return out
 
 

@@ -187,6 +187,20 @@ def use_cudnn(kernel: Kernel, cell: Cell, precision: Precision, backend: str | N
     return True
 
 
+def forced_kernel_problem(kernel: Kernel) -> str | None:
+    """Why a forced ``kernel`` (``onednn`` or ``cudnn``) cannot run in this process, or
+    None: what a stage checks before it builds a model, so the user gets one line naming
+    the params key instead of a traceback from the first LSTM layer."""
+    if kernel == "onednn":
+        from pipeline.kernels import onednn
+
+        why = onednn.unavailable()
+        return f"the oneDNN LSTM kernel cannot run here ({onednn.one_line(why)})" if why else None
+    if kernel == "cudnn" and _backend() != "gpu":
+        return f"cuDNN needs an NVIDIA GPU; JAX is running on {_backend()!r}"
+    return None
+
+
 def onednn_layer(wi, wh, bi, bh, carry, x, reverse: bool = False, time_major: bool = True):
     """An LSTM layer on oneDNN: ``(carry, ys)``, as :func:`recurrence` returns them after
     the input projection ``x @ wi + bi`` (oneDNN does the projection itself)."""
