@@ -34,7 +34,7 @@ from machine import machine_facts  # noqa: E402
 
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 # what each stage that computes prints last (pipeline/jax_cache.py, summary)
-COMPILE_LINE = re.compile(r"compilation: (\d+) programs compiled in ([\d.]+) s, (\d+) loaded from the cache "
+COMPILE_LINE = re.compile(r"compilation: (\d+) programs? compiled in ([\d.]+) s, (\d+) loaded from the cache "
                           r"\(([\d.]+) s saved\)")
 
 

@@ -115,7 +115,8 @@ def counts() -> dict[str, float]:
 def summary() -> str:
     """One line for a stage's log: what this process compiled, and what the cache served."""
     c = counts()
-    return (f"compilation: {c['compiled']} programs compiled in {c['compile_seconds']:.1f} s, "
+    return (f"compilation: {c['compiled']} program{'' if c['compiled'] == 1 else 's'} compiled in "
+            f"{c['compile_seconds']:.1f} s, "
             f"{c['loaded']} loaded from the cache ({c['saved_seconds']:.1f} s saved)")
 
 

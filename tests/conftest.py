@@ -54,6 +54,35 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
+# What XLA compiled in the test processes (pipeline/jax_cache.py counts it), summed over the
+# xdist workers and printed under the results: how much of a run is compilation, and how
+# much the per-user cache served (stages started as subprocesses print their own line).
+_compiled: list[dict] = []
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the counts to the controller
+        workeroutput["jax_compilation"] = jax_cache.counts()
+    else:
+        _compiled.append(jax_cache.counts())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    if counts := getattr(node, "workeroutput", {}).get("jax_compilation"):
+        _compiled.append(counts)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if total := {k: sum(c[k] for c in _compiled) for k in ("compiled", "compile_seconds", "loaded", "saved_seconds")}:
+        if total["compiled"] or total["loaded"]:
+            terminalreporter.write_line(
+                f"XLA in the test processes: {total['compiled']} programs compiled in "
+                f"{total['compile_seconds']:.0f} s, "
+                f"{total['loaded']} loaded from the compilation cache ({total['saved_seconds']:.0f} s saved)")
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
