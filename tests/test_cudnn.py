@@ -145,6 +145,7 @@ def test_stacked_rnn_on_cudnn_equals_the_scan_with_padding_and_an_empty_row(cudn
     assert_trees_close(grads_fused, loss(scan)(params, x, carries))
 
 
+@pytest.mark.slow  # a whole translator, op by op; the layers are compared in the fast tier above
 def test_nmt_on_cudnn_equals_the_scan(cudnn_on_cpu):
     from pipeline.models.seq2seq import Seq2Seq
 

@@ -231,6 +231,7 @@ def test_bfloat16_runs_bf16_matmuls_with_float32_carries(cell, inputs):
         np.testing.assert_allclose(a, b, atol=0.1 * float(jnp.max(jnp.abs(b))) + 1e-3)
 
 
+@pytest.mark.slow  # a whole translator in both precisions; the layers are checked in the fast tier above
 def test_bfloat16_reaches_the_input_feeding_decoder():
     """The IWSLT profile's decoder steps through time itself (input feeding): with
     ``precision="bfloat16"`` its per-step recurrent and input matmuls take bf16 operands
