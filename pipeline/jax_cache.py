@@ -15,7 +15,8 @@ options, the XLA flags and the jax/jaxlib versions, but not the CPU that compile
 code (XLA:CPU compiles for the host's instruction set, and a home folder can be shared
 between machines) nor the shared object behind the oneDNN custom call (its symbols are
 found by name), so those two name the folder: a rebuilt kernel or another CPU kind
-starts an empty folder, never a stale one.
+starts an empty folder, never a stale one. The kernel's build key does not depend on
+where the clone lies, so two clones of one environment share a folder.
 
 Concurrency: two processes compiling the same program both write the same bytes to the
 same entry. One that reads an entry while another is still writing it fails to
