@@ -237,7 +237,8 @@ struct Shapes {
 ffi::Error LstmFwd(F32 x, F32 h0, F32 c0, F32 wi, F32 wh, F32 b, Out y, Out hT, Out cT,
                    ffi::ResultBuffer<ffi::U8> ws, bool reverse) {
   Shapes shapes;
-  auto [T, B, I, H] = shapes.inputs(x, h0, c0, wi, wh, b);
+  int64_t T, B, I, H;  // plain variables: the lambda below captures them (C++17)
+  std::tie(T, B, I, H) = shapes.inputs(x, h0, c0, wi, wh, b);
   shapes.expect("y", y->dimensions(), {T, B, H});
   shapes.expect("hT", hT->dimensions(), {B, H});
   shapes.expect("cT", cT->dimensions(), {B, H});
@@ -259,7 +260,8 @@ ffi::Error LstmBwd(F32 x, F32 h0, F32 c0, F32 wi, F32 wh, F32 b, F32 y, F32 hT, 
                    ffi::Buffer<ffi::U8> ws, F32 dy, F32 dhT, F32 dcT, Out dx, Out dh0, Out dc0, Out dwi, Out dwh,
                    Out db, bool reverse) {
   Shapes shapes;
-  auto [T, B, I, H] = shapes.inputs(x, h0, c0, wi, wh, b);
+  int64_t T, B, I, H;  // plain variables: the lambda below captures them (C++17)
+  std::tie(T, B, I, H) = shapes.inputs(x, h0, c0, wi, wh, b);
   shapes.expect("y", y.dimensions(), {T, B, H});
   shapes.expect("hT", hT.dimensions(), {B, H});
   shapes.expect("cT", cT.dimensions(), {B, H});
