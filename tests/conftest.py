@@ -75,12 +75,11 @@ def pytest_testnodedown(node, error):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if total := {k: sum(c[k] for c in _compiled) for k in ("compiled", "compile_seconds", "loaded", "saved_seconds")}:
-        if total["compiled"] or total["loaded"]:
-            terminalreporter.write_line(
-                f"XLA in the test processes: {total['compiled']} programs compiled in "
-                f"{total['compile_seconds']:.0f} s, "
-                f"{total['loaded']} loaded from the compilation cache ({total['saved_seconds']:.0f} s saved)")
+    total = {k: sum(c[k] for c in _compiled) for k in ("compiled", "compile_seconds", "loaded", "saved_seconds")}
+    if total["compiled"] or total["loaded"]:
+        terminalreporter.write_line(
+            f"XLA in the test processes: {total['compiled']} programs compiled in {total['compile_seconds']:.0f} s, "
+            f"{total['loaded']} loaded from the compilation cache ({total['saved_seconds']:.0f} s saved)")
 
 
 def sha256_of(path: Path) -> str:
