@@ -103,27 +103,31 @@ class ParamsError(PipelineError, ValueError):
 class FetchPolicy:
     """How hard downloads try: retries with backoff, timeouts, a size limit."""
 
-    retries: NonNegInt
-    backoff_seconds: NonNegFloat
-    max_backoff_seconds: NonNegFloat
-    connect_timeout: PosFloat
-    read_timeout: PosFloat
-    max_megabytes: PosInt
-    mirror: str | None
+    retries: NonNegInt  # attempts after the first for a transient failure (connection error, timeout, truncated body,
+                        # HTTP 429/5xx)
+    backoff_seconds: NonNegFloat  # the first retry's wait; it doubles with each retry, with full jitter (or the
+                                  # server's Retry-After)
+    max_backoff_seconds: NonNegFloat  # the longest wait between two attempts
+    connect_timeout: PosFloat  # seconds to open a connection
+    read_timeout: PosFloat  # seconds without a byte before a read is abandoned (and retried)
+    max_megabytes: PosInt  # a download or archive member larger than this is refused
+    mirror: str | None  # a local folder or http(s) base URL that serves every remote source by its file name
+                        # (air-gapped sites); null: off
 
 
 @dataclass(frozen=True)
 class Source:
-    url: str
-    sha256: str | None
-    raw: str
+    url: str  # a local path, a file:// or http(s):// URL, or gutenberg:<book id> (the defaults: the embedded data)
+    sha256: str | None  # the expected digest, checked before raw is replaced (iwslt: of the folder listing); null: no
+                        # check
+    raw: str  # where the download stage writes the source (a DVC output)
 
 
 @dataclass(frozen=True)
 class PairsSource(Source):
-    format: Literal["tsv", "tatoeba-zip", "iwslt"]
-    # the corpus's two languages in its own order: the tsv's columns, the iwslt files' suffixes
-    langs: tuple[str, ...]
+    format: Literal["tsv", "tatoeba-zip", "iwslt"]  # tsv (a pairs file) | tatoeba-zip (a manythings.org archive) |
+                                                    # iwslt (a folder of train/tst2012/tst2013 + vocab)
+    langs: tuple[str, ...]  # the corpus's two languages in file order: the tsv's columns, the iwslt files' suffixes
 
     def cross_check(self, section: str) -> str | None:
         if len(self.langs) != 2 or self.langs[0] == self.langs[1]:
@@ -134,22 +138,23 @@ class PairsSource(Source):
 
 @dataclass(frozen=True)
 class TextSource(Source):
-    format: Literal["text", "gutenberg"]
+    format: Literal["text", "gutenberg"]  # text | gutenberg (Project Gutenberg's licence header and footer cut)
 
 
 @dataclass(frozen=True)
 class CoindeskApi:
     """The CoinDesk Data API request (format ``coindesk-api`` only)."""
 
-    market: str
-    instruments: tuple[str, ...]
-    key_env: str
-    since: dt.date
+    market: str  # the Data API's index market (cadli: CoinDesk's aggregate index)
+    instruments: tuple[str, ...]  # one daily series per instrument, BASE-QUOTE
+    key_env: str  # the environment variable holding the API key; the key is never logged or stored
+    since: dt.date  # the first day of a fresh history (quoted in params.yaml: DVC rejects YAML dates)
 
 
 @dataclass(frozen=True)
 class PriceSource(Source):
     format: Literal["bpi-json", "bpi-json-ecb", "coindesk-csv", "coindesk-api"]
+        # bpi-json | bpi-json-ecb (+ close_<CUR> at the ECB's rate) | coindesk-csv | coindesk-api (incremental)
     api: CoindeskApi
 
 
@@ -167,31 +172,32 @@ class Sources:
 class Paths:
     """Where a workload's prepared data, models, checkpoints, curves, metrics and samples go."""
 
-    prepared: str
-    models: str
+    prepared: str  # the prepare stage's output folder (a DVC output)
+    models: str  # one model directory per cell (params.msgpack + config.json)
     checkpoints: str  # training checkpoints: working state, not DVC outputs
     live: str  # dvclive training curves, <live>/<workload>-<cell>/plots/metrics/
-    metrics: str
-    samples: str
+    metrics: str  # <workload>-<cell>.json and the model cards (git-tracked)
+    samples: str  # translation hypotheses or char-LM samples (git-tracked)
 
 
 @dataclass(frozen=True)
 class NmtData:
-    seed: int
+    seed: int  # the split and the random pick of pairs
     source: str  # the direction: one of sources.nmt.langs into the other
-    target: str
-    level: Literal["word", "char", "subword", "space"]
+    target: str  # the language translated into: the other one
+    level: Literal["word", "char", "subword", "space"]  # word | char (Keras lstm_seq2seq) | subword (SentencePiece) |
+                                                        # space (whitespace tokens as they stand)
     vocab: Literal["build", "corpus"]  # corpus: the iwslt source's own vocab.<lang> files, as they are
-    vocab_size: PosInt
-    lowercase: bool
-    max_len: PosInt
+    vocab_size: PosInt  # subword only: the SentencePiece vocabulary per side
+    lowercase: bool  # lowercase both sides before tokenizing
+    max_len: PosInt  # tokens per side, before </s>; longer pairs are dropped (see filter)
     filter: Literal["all", "train"]  # which splits max_len filters (train: dev and test are scored whole)
-    max_pairs: int
+    max_pairs: int  # cap on the pairs kept (after the length filter when it covers all splits)
     pick: Literal["random", "first"]  # which max_pairs pairs are kept: a seeded sample, or the first
-    valid_size: PosInt
-    test_size: PosInt
-    min_freq: NonNegInt
-    buckets: tuple[PosInt, ...]
+    valid_size: PosInt  # held-out source sentences for dev (every translation of each goes with it)
+    test_size: PosInt  # held-out source sentences for test, unseen in training
+    min_freq: NonNegInt  # tokens seen fewer times in training map to <unk>
+    buckets: tuple[PosInt, ...]  # padded lengths, </s> included, strictly ascending: one compiled shape per bucket
 
     def cross_check(self, section: str) -> str | None:
         if list(self.buckets) != sorted(set(self.buckets)):
@@ -204,19 +210,21 @@ class NmtData:
 
 @dataclass(frozen=True)
 class NmtModel:
-    cells: tuple[Cell, ...]
-    input: Literal["embedding", "onehot"]
-    embed: PosInt
-    hidden: PosInt
-    layers: PosInt
-    bidirectional: bool
-    attention: Attention
-    input_feeding: bool
-    tie_embeddings: bool
-    dropout: Rate
-    precision: Precision
-    kernel: Kernel
-    forget_bias: float
+    cells: tuple[Cell, ...]  # the recurrent cells trained, one DVC matrix branch each: lstm | gru
+    input: Literal["embedding", "onehot"]  # embedding | onehot (the Keras lstm_seq2seq's one-hot input; no tied
+                                           # embeddings)
+    embed: PosInt  # embedding width (input: embedding)
+    hidden: PosInt  # units per recurrent layer (each direction)
+    layers: PosInt  # stacked recurrent layers, in the encoder and in the decoder
+    bidirectional: bool  # a bidirectional encoder (dot attention needs a unidirectional one)
+    attention: Attention  # none | dot | general | scaled (Luong) | bahdanau (additive)
+    input_feeding: bool  # feed the previous attentional vector into the next decoder step (Luong et al.); needs
+                         # attention
+    tie_embeddings: bool  # the output layer shares the target embedding matrix (hidden -> embed -> vocab)
+    dropout: Rate  # dropout between layers and before the output layer
+    precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
+    kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32, unpadded) | cudnn (NVIDIA GPU, float32)
+    forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
 
     def cross_check(self, section: str) -> str | None:
         if problem := _kernel_check(self, section):
@@ -229,22 +237,23 @@ class NmtModel:
 
 @dataclass(frozen=True)
 class NmtTrain:
-    seed: int
-    steps: PosInt
-    batch_size: PosInt
+    seed: int  # parameter initialisation, batch order and dropout
+    steps: PosInt  # training steps (updates)
+    batch_size: PosInt  # sentence pairs per batch (when batch_tokens is 0)
     batch_tokens: NonNegInt  # 0: batch_size pairs per batch; else each bucket's batch holds this many source positions
-    optimizer: Literal["adam", "sgd", "rmsprop"]
-    learning_rate: PosFloat
+    optimizer: Literal["adam", "sgd", "rmsprop"]  # adam | sgd (tensorflow/nmt) | rmsprop (Keras)
+    learning_rate: PosFloat  # the rate, or the schedule's peak
     rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
-    schedule: Schedule
+    schedule: Schedule  # constant | luong234 | cosine | warmup_linear | warmup_cosine (pipeline.training.optim)
     warmup_steps: NonNegInt  # warmup_* schedules only
-    clip_norm: PosFloat
-    label_smoothing: Rate
+    clip_norm: PosFloat  # clip the gradient to this global norm
+    label_smoothing: Rate  # smoothing of the training loss's targets (the validation loss stays plain)
     ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
-    log_every: PosInt
+    log_every: PosInt  # steps between curve rows and dev evaluations (loss and greedy dev BLEU); the best dev BLEU is
+                       # kept
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
-    patience: NonNegInt
+    patience: NonNegInt  # stop after this many evaluations without a better dev BLEU (0: never)
 
     def cross_check(self, section: str) -> str | None:
         return _warmup_check(self, section)
@@ -252,18 +261,18 @@ class NmtTrain:
 
 @dataclass(frozen=True)
 class NmtDecode:
-    method: Literal["greedy", "beam", "sample"]
-    beam_size: PosInt
-    length_penalty: NonNegFloat
-    temperature: NonNegFloat
-    seed: int
-    max_len_factor: PosInt
-    batch_size: PosInt
+    method: Literal["greedy", "beam", "sample"]  # how evaluate_nmt decodes the test set: greedy | beam | sample
+    beam_size: PosInt  # beam search's width
+    length_penalty: NonNegFloat  # GNMT's alpha: a hypothesis's score is divided by ((5 + length) / 6) ** alpha
+    temperature: NonNegFloat  # sample only: the softmax temperature
+    seed: int  # sample only
+    max_len_factor: PosInt  # the output is capped at this many times the source length
+    batch_size: PosInt  # sentences decoded at once
 
 
 @dataclass(frozen=True)
 class NmtEvaluate:
-    pretokenized: bool
+    pretokenized: bool  # the text is already tokenized (IWSLT): also report BLEU with tokenize=none
 
 
 @dataclass(frozen=True)
@@ -279,20 +288,20 @@ class Nmt:
 # --- character LM --------------------------------------------------------------------
 @dataclass(frozen=True)
 class CharlmData:
-    valid_fraction: Fraction
+    valid_fraction: Fraction  # the text's tail held out for validation, as nanoGPT and char-rnn do
 
 
 @dataclass(frozen=True)
 class CharlmModel:
-    cells: tuple[Cell, ...]
-    input: Literal["embedding", "onehot"]
-    embed: PosInt
-    hidden: PosInt
-    layers: PosInt
-    dropout: Rate
-    precision: Precision
-    kernel: Kernel
-    forget_bias: float
+    cells: tuple[Cell, ...]  # the recurrent cells trained, one DVC matrix branch each: lstm | gru
+    input: Literal["embedding", "onehot"]  # embedding | onehot (char-rnn's input)
+    embed: PosInt  # embedding width (input: embedding)
+    hidden: PosInt  # units per recurrent layer
+    layers: PosInt  # stacked recurrent layers
+    dropout: Rate  # dropout between layers and before the output layer
+    precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
+    kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32) | cudnn (NVIDIA GPU, float32)
+    forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)
@@ -300,16 +309,16 @@ class CharlmModel:
 
 @dataclass(frozen=True)
 class CharlmTrain:
-    seed: int
-    steps: PosInt
-    batch_size: PosInt
-    seq_len: PosInt
-    learning_rate: PosFloat
-    schedule: Schedule
+    seed: int  # parameter initialisation, stream offsets and dropout
+    steps: PosInt  # training steps (updates)
+    batch_size: PosInt  # parallel streams through the text; each carries its state to its next window
+    seq_len: PosInt  # the truncated-BPTT window, in characters
+    learning_rate: PosFloat  # the rate, or the schedule's peak
+    schedule: Schedule  # constant | luong234 | cosine | warmup_linear | warmup_cosine (pipeline.training.optim)
     warmup_steps: NonNegInt  # warmup_* schedules only
-    clip_norm: PosFloat
+    clip_norm: PosFloat  # clip the gradient to this global norm
     ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
-    log_every: PosInt
+    log_every: PosInt  # steps between curve rows and validation losses
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
 
@@ -319,12 +328,12 @@ class CharlmTrain:
 
 @dataclass(frozen=True)
 class CharlmSample:
-    seed: int
-    prime: str
-    length: PosInt
-    temperature: NonNegFloat
-    top_k: NonNegInt
-    top_p: TopP
+    seed: int  # the sample's random draws
+    prime: str  # the text the sample starts from
+    length: PosInt  # characters generated after the prime
+    temperature: NonNegFloat  # the softmax temperature (0: argmax)
+    top_k: NonNegInt  # sample only from the k likeliest characters (0: no cut)
+    top_p: TopP  # nucleus sampling: the smallest set of characters holding this much probability
     every: NonNegInt  # training steps between samples drawn during training (0: none)
     temperatures: tuple[NonNegFloat, ...]  # the temperatures of those samples
 
@@ -341,26 +350,27 @@ class Charlm:
 # --- forecaster ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ForecastPaths:
-    prepared: str
-    baselines: str
-    models: str
+    prepared: str  # windows.npz + meta.json (a DVC output)
+    baselines: str  # the statistical baselines' forecasts per test window, and the model each search chose
+    models: str  # one model directory per cell (the ensemble's networks, interval widths)
     checkpoints: str  # training checkpoints: working state, not DVC outputs
     live: str  # dvclive training curves, <live>/<workload>-<cell>/plots/metrics/
-    metrics: str
-    plots: str
+    metrics: str  # forecast-<cell>.json, backtest.json and the model cards (git-tracked)
+    plots: str  # error by horizon (CSV) and forecast-vs-truth PNGs (git-tracked)
 
 
 @dataclass(frozen=True)
 class ForecastData:
-    currency: str
+    currency: str  # the series modelled (bpi-json and coindesk-csv are USD only)
     first_day: dt.date | None  # days before it are dropped (None: the source's whole history)
-    gap_policy: Literal["error", "ffill", "linear"]
+    gap_policy: Literal["error", "ffill", "linear"]  # missing days: error (name them) | ffill (repeat the last day) |
+                                                     # linear
     features: tuple[str, ...]  # close | open | high | low | close_<CUR> (checked against the source)
     targets: PosInt  # the first this many features are forecast (output series)
-    input_len: PosInt
-    output_len: PosInt
-    stride: PosInt
-    test_fraction: Fraction
+    input_len: PosInt  # days the encoder reads
+    output_len: PosInt  # days forecast (the horizon)
+    stride: PosInt  # days between consecutive windows' starts
+    test_fraction: Fraction  # the chronological tail held out for test; training windows end a whole window before it
 
     def cross_check(self, section: str) -> str | None:
         if self.targets > len(self.features):
@@ -371,13 +381,13 @@ class ForecastData:
 
 @dataclass(frozen=True)
 class ForecastModel:
-    cells: tuple[Cell, ...]
-    hidden: PosInt
-    layers: PosInt
-    dropout: Rate
-    precision: Precision
-    kernel: Kernel
-    forget_bias: float
+    cells: tuple[Cell, ...]  # the recurrent cells trained, one DVC matrix branch each: lstm | gru
+    hidden: PosInt  # units per recurrent layer
+    layers: PosInt  # stacked recurrent layers, in the encoder and in the decoder
+    dropout: Rate  # dropout between layers
+    precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
+    kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32) | cudnn (NVIDIA GPU, float32)
+    forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)
@@ -385,22 +395,22 @@ class ForecastModel:
 
 @dataclass(frozen=True)
 class ForecastTrain:
-    seed: int
+    seed: int  # the first network's seed (parameters, batch order); the others follow
     seeds: Annotated[
         int, Range(ge=1, le=32)
     ]  # the model is the mean of this many networks, from seeds seed, seed + 1, ...
-    steps: PosInt
-    batch_size: PosInt
-    optimizer: Literal["adam", "rmsprop"]
-    learning_rate: PosFloat
-    rmsprop_decay: Fraction
-    momentum: Rate
-    clip_norm: PosFloat
-    loss: Literal["mae", "mse"]
-    weight_decay: NonNegFloat
+    steps: PosInt  # training steps (updates) per network
+    batch_size: PosInt  # windows per batch
+    optimizer: Literal["adam", "rmsprop"]  # adam | rmsprop
+    learning_rate: PosFloat  # the rate
+    rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
+    momentum: Rate  # rmsprop only
+    clip_norm: PosFloat  # clip the gradient to this global norm
+    loss: Literal["mae", "mse"]  # mae | mse (squared error), averaged over windows, days and series
+    weight_decay: NonNegFloat  # L2: weight_decay × the parameter added to the clipped gradient, before the optimizer
     decay: Literal["all", "weights"]  # what weight_decay applies to: every parameter, or not the biases
     heldout_loss: bool  # log the loss on the held-out (test) windows at every row
-    log_every: PosInt
+    log_every: PosInt  # steps between curve rows
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
 
@@ -429,7 +439,7 @@ class ForecastBacktest:
 
 @dataclass(frozen=True)
 class ForecastEvaluate:
-    plot_windows: NonNegInt
+    plot_windows: NonNegInt  # test windows drawn in the forecast-vs-truth PNG
 
 
 @dataclass(frozen=True)
