@@ -53,6 +53,11 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_json_if_exists(path: str | Path, default: Any = None) -> Any:
+    """:func:`read_json`, or ``default`` ({} when None) when there is no file."""
+    return read_json(path) if Path(path).is_file() else ({} if default is None else default)
+
+
 def write_npz(target: str | Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

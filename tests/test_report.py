@@ -139,3 +139,27 @@ def test_an_ensembles_own_seed_spread_is_its_noise_band(repo, tmp_path):
     md = write_report(repo, "HEAD~1", "HEAD", tmp_path / "r")
     assert "| metrics/nmt-lstm.json | mae | 1,800 | 1,850 | +50 | ±80 | within noise |" in md
     assert "| metrics/nmt-lstm.json | mase | 6 | 6.5 | +0.5 | ±0.2 | worse |" in md
+
+
+def test_report_links_the_model_cards_of_both_revisions(repo, tmp_path):
+    cards = repo / "metrics/cards"
+    cards.mkdir(parents=True)
+    (cards / "nmt-lstm.md").write_text("# card: BLEU 22.5\n")
+    (cards / "charlm-gru.md").write_text("# a card that stays\n")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "cards")
+    (cards / "nmt-lstm.md").write_text("# card: BLEU 30\n")
+    (cards / "forecast-lstm.md").write_text("# a new card\n")
+    out = tmp_path / "review"
+    md = write_report(repo, "HEAD", None, out)
+    section = md.split("### Model cards")[1].split("###")[0]
+    assert "| nmt-lstm | [nmt-lstm.md](cards/HEAD/nmt-lstm.md) | [nmt-lstm.md](cards/workspace/nmt-lstm.md) " \
+           "| changed |" in section
+    assert "| charlm-gru | [charlm-gru.md](cards/HEAD/charlm-gru.md) | " \
+           "[charlm-gru.md](cards/workspace/charlm-gru.md) | unchanged |" in section
+    assert "| forecast-lstm | - | [forecast-lstm.md](cards/workspace/forecast-lstm.md) | new |" in section
+    assert (out / "cards/HEAD/nmt-lstm.md").read_text() == "# card: BLEU 22.5\n"  # the committed one, from git
+    assert (out / "cards/workspace/nmt-lstm.md").read_text() == "# card: BLEU 30\n"
+    assert '<a href="cards/HEAD/nmt-lstm.md">nmt-lstm.md</a>' in (out / "report.html").read_text()
+    before = write_report(repo, "HEAD~2", "HEAD~1", tmp_path / "old")  # revisions without cards
+    assert "### Model cards\n\nNone in either revision." in before

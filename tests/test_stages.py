@@ -297,6 +297,27 @@ def test_bad_input_keeps_previous_prepared_outputs(workdir, tiny_params, monkeyp
         pairs_raw.write_bytes(pairs_good)
 
 
+def test_each_evaluate_stage_writes_a_model_card(workdir, tiny_params):
+    sections = ("## Model details", "## Uses", "## Bias, risks and limitations", "### Training data",
+                "### Training procedure", "## Evaluation", "## Technical specifications", "## How to reproduce")
+    for name, metric in (("nmt-lstm", "bleu"), ("charlm-gru", "valid_loss"), ("forecast-lstm", "mae")):
+        card = (workdir / "metrics/cards" / f"{name}.md").read_text()
+        scores = read_metrics(workdir, f"{name}.json")
+        assert card.startswith("---\nlibrary_name: flax\n") and f"model_name: {name}\n---" in card
+        assert [s for s in sections if s not in card] == [], name
+        shown = f"{scores[metric]:,.{2 if abs(scores[metric]) >= 100 else 4}f}".rstrip("0").rstrip(".")
+        assert f"| {shown} | – |" in card, (name, shown)  # its value; no bands in this scratch repository
+        assert "No seed bands are recorded" in card
+        assert f"| recurrent kernel that ran | {scores['provenance']['kernel']} |" in card
+        assert f"| cpu | {scores['provenance']['cpu']} |" in card
+    nmt = (workdir / "metrics/cards/nmt-lstm.md").read_text()
+    train_pairs = len((workdir / "data/prepared/nmt/train.tsv").read_text().splitlines())
+    assert f"{train_pairs:,} training pairs" in nmt and f"| steps | {tiny_params.nmt.train.steps:,} |" in nmt
+    forecast = read_metrics(workdir, "forecast-lstm.json")
+    verdict = "does **not** beat the naive forecast" if forecast["mae_vs_naive"] >= 1 else "beats the naive forecast"
+    assert verdict in (workdir / "metrics/cards/forecast-lstm.md").read_text()
+
+
 def test_model_directory_is_self_describing(workdir):
     """The directory alone (no params.yaml) rebuilds the model its parameters fit."""
     import jax

@@ -19,7 +19,9 @@ network:
 - every plot of ``dvc plots diff`` (dvc.yaml's top-level plots: the dvclive training
   curves, the forecaster's error by horizon and its forecast pictures), both revisions
   in each, rendered to PNG from DVC's own Vega-Lite specs without a browser
-  (:mod:`pipeline.commands.vega`).
+  (:mod:`pipeline.commands.vega`);
+- the model cards of both revisions (``metrics/cards/``, written by the evaluate stages),
+  copied beside the report and linked, each marked changed or not.
 
 It writes ``report.md`` (the PNGs beside it) and ``report.html`` (the same, with the
 images embedded: one self-contained file) into ``--out``, and prints the Markdown.
@@ -43,6 +45,7 @@ from pipeline.commands.dvc_cli import dvc_json
 from pipeline.evaluation import noise, provenance
 
 PROVENANCE = "provenance."
+CARDS = noise.NOISE_FILE.parent / "cards"  # metrics/cards/<workload>-<cell>.md
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,7 +75,9 @@ def write_report(repo: Path, old: str, new: str | None, out: Path) -> str:
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as scratch:
         plots = dvc_json("plots", "diff", *revs, "-o", scratch, cwd=repo).get("data", {})
         images = _render(plots, Path(scratch), tmp)
-        markdown = _markdown(old, new_name, metrics, params, images, bands)
+        cards = {"old": _cards(repo, old, tmp / "cards" / _slug(old)),
+                 "new": _cards(repo, new, tmp / "cards" / _slug(new_name))}
+        markdown = _markdown(old, new_name, metrics, params, images, bands, cards)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
         (tmp / "report.html").write_text(_html(markdown, tmp), encoding="utf-8")
     return markdown
@@ -101,6 +106,25 @@ def _render(plots: dict[str, list[dict]], scratch: Path, folder: Path) -> list[t
                 shutil.copyfile(source, target)
                 images.append((f"{name} @ {rev}", target.name))
     return images
+
+
+def _cards(repo: Path, rev: str | None, folder: Path) -> dict[str, tuple[str, str]]:
+    """The model cards of revision ``rev`` (None: the workspace), copied into ``folder``:
+    ``{card name: (link relative to the report, text)}``."""
+    if rev is None:
+        texts = {path.name: path.read_text(encoding="utf-8") for path in sorted((repo / CARDS).glob("*.md"))}
+    else:
+        listed = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{CARDS.as_posix()}"], cwd=repo,
+                                capture_output=True, text=True)
+        names = [n for n in listed.stdout.split() if n.endswith(".md")] if listed.returncode == 0 else []
+        texts = {n: subprocess.run(["git", "show", f"{rev}:{(CARDS / n).as_posix()}"], cwd=repo, capture_output=True,
+                                   text=True, check=True).stdout for n in names}
+    out = {}
+    for name, text in texts.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+        out[name] = (f"{folder.parent.name}/{folder.name}/{name}", text)
+    return out
 
 
 def _slug(text: str) -> str:
@@ -148,7 +172,7 @@ def _fmt(value: Any) -> str:
 
 
 def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tuple[str, str]],
-              bands: dict[str, Any]) -> str:
+              bands: dict[str, Any], cards: dict[str, dict[str, tuple[str, str]]] | None = None) -> str:
     changed, same = [], []
     for path, values in sorted(metrics.items()):
         for metric, v in sorted(values.items()):
@@ -197,14 +221,29 @@ def _markdown(old: str, new: str, metrics: dict, params: dict, images: list[tupl
         lines += [f"| {f} | {k} | {_fmt(v.get('old'))} | {_fmt(v.get('new'))} |" for f, k, v in params_changed]
     else:
         lines.append("None.")
+    cards = cards or {"old": {}, "new": {}}
+    lines += ["", "### Model cards", ""]
+    names = sorted(set(cards["old"]) | set(cards["new"]))
+    if names:
+        lines += ["What each model is, what it was trained and scored on, and its limits "
+                  f"(`{CARDS.as_posix()}/`, written by the evaluate stages).", "",
+                  f"| model | `{old}` | `{new}` | |", "|---|---|---|---|"]
+        for name in names:
+            a, b = cards["old"].get(name), cards["new"].get(name)
+            state = "new" if a is None else "removed" if b is None else "changed" if a[1] != b[1] else "unchanged"
+            links = ["-" if card is None else f"[{name}]({card[0]})" for card in (a, b)]
+            lines.append(f"| {name.removesuffix('.md')} | {links[0]} | {links[1]} | {state} |")
+    else:
+        lines.append("None in either revision.")
     lines += ["", "### Plots", "", "From `dvc plots diff`: each revision in its own colour.", ""]
     lines += [f"![{name}]({image})" for name, image in images] or ["No plots."]
     return "\n".join(lines) + "\n"
 
 
 def _inline(text: str) -> str:
-    """Escaped text with Markdown's `code` spans as <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    """Escaped text with Markdown's `code` spans as <code> and [links](href) as <a>."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
 
 
 def _html(markdown: str, folder: Path) -> str:
@@ -216,7 +255,7 @@ def _html(markdown: str, folder: Path) -> str:
             cells = [[c.strip() for c in row.strip("|").split("|")] for row in table if not set(row) <= set("|-: ")]
             head, *rest = cells
             body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rest)
+                        + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rest)
                         + "</table>")
             table.clear()
 

@@ -15,7 +15,7 @@ parameters, and ``config.json`` names the ``seeds`` and holds the interval width
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Loaded:
     seeds: tuple[int, ...] = ()  # the members' seeds; () for a single network saved before ensembles
     widths: dict[int, np.ndarray] | None = None  # conformal half-widths per level, in naive scales
     kernel: str | None = None  # the recurrent kernel it trained on (None: saved before it was recorded)
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the model directory's config.json
 
 
 def ensemble_params(members: Sequence[Any]) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def load(model_dir: str | Path) -> Loaded:
         widths = {int(level): np.asarray(w, np.float64) for level, w in widths.items()}
     return Loaded(Path(model_dir), Forecaster(**config["model"]), members, int(config["input_len"]),
                   int(config["model"]["output_len"]), tuple(config["features"]),
-                  int(config["model"].get("outputs", 1)), seeds, widths, config.get("kernel"))
+                  int(config["model"].get("outputs", 1)), seeds, widths, config.get("kernel"), config)
 
 
 def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: int | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 
 from pipeline import artifacts
-from pipeline.evaluation import heldout, metrics, provenance
+from pipeline.evaluation import cards, heldout, metrics, noise, provenance
 from pipeline.inference import sampler
 from pipeline.models.charlm import CharLM
 from pipeline.models.store import load_model
@@ -29,10 +29,13 @@ def run(params: Params, cell: str) -> None:
     (sample,) = sampler.texts(model, model_params, chars, s.prime, s.length, s.temperature, s.top_k, s.top_p,
                               jax.random.key(s.seed))
     artifacts.write_text(Path(p.paths.samples) / f"charlm-{cell}-sample.txt", sample + "\n")
-    artifacts.write_json(
-        Path(p.paths.metrics) / f"charlm-{cell}.json",
-        provenance.stamped({"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)},
-                           config.get("kernel")),
-    )
+    stamped = provenance.stamped({"valid_loss": round(nats, 5), "valid_bpc": round(metrics.bits_per_char(nats), 5)},
+                                 config.get("kernel"))
+    artifacts.write_json(Path(p.paths.metrics) / f"charlm-{cell}.json", stamped)
+    train_chars = len(artifacts.read_npz(Path(p.paths.prepared) / "train.npz")["ids"])
+    card = cards.charlm_card(cell, config, cards.parameter_count(model_params), stamped, p,
+                             params.sources.charlm, artifacts.read_json_if_exists(noise.NOISE_FILE), train_chars,
+                             len(valid_ids))
+    artifacts.write_text(Path(p.paths.metrics) / "cards" / f"charlm-{cell}.md", cards.render(card))
     print(f"evaluate_charlm@{cell}: {nats:.4f} nats/char = {metrics.bits_per_char(nats):.4f} bpc")
     print(sample[:300])

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline import artifacts
 from pipeline.data import windows
-from pipeline.evaluation import baselines, conformal, metrics, plots, provenance
+from pipeline.evaluation import baselines, cards, conformal, metrics, noise, plots, provenance
 from pipeline.inference import forecasting
 from pipeline.params import Params
 
@@ -70,7 +70,12 @@ def run(params: Params, cell: str) -> None:
             by_h[name][f"coverage{level}"] = metrics.interval_scores(lo, hi, truth, level, axis=0)["coverage"]
     beats = [h + 1 for h in range(p.data.output_len) if by_h["model"]["mae"][h] < by_h["naive"]["mae"][h]]
     scores["horizons_beating_naive"] = len(beats)
-    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", provenance.stamped(scores, loaded.kernel))
+    stamped = provenance.stamped(scores, loaded.kernel)
+    artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}.json", stamped)
+    card = cards.forecast_card(cell, loaded.config, cards.parameter_count(loaded.members), stamped, p,
+                               params.sources.forecast, artifacts.read_json_if_exists(noise.NOISE_FILE),
+                               artifacts.read_json(Path(p.paths.prepared) / "meta.json"))
+    artifacts.write_text(Path(p.paths.metrics) / "cards" / f"forecast-{cell}.md", cards.render(card))
     artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", provenance.stamped({
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},

@@ -9,7 +9,7 @@ import jax
 
 from pipeline import artifacts
 from pipeline.data import batches, tokens
-from pipeline.evaluation import heldout, metrics, provenance
+from pipeline.evaluation import cards, heldout, metrics, noise, provenance
 from pipeline.inference import translator
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.models.store import load_model
@@ -55,7 +55,12 @@ def run(params: Params, cell: str) -> None:
             else:
                 results[f"{prefix}bleu_{method}"] = scores["bleu"]
     results["decode"] = p.decode.method if p.decode.method != "beam" else f"beam{p.decode.beam_size}"
-    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", provenance.stamped(results, config.get("kernel")))
+    stamped = provenance.stamped(results, config.get("kernel"))
+    artifacts.write_json(Path(p.paths.metrics) / f"nmt-{cell}.json", stamped)
+    train_pairs = len((prepared / "train.tsv").read_text("utf-8").splitlines())
+    card = cards.nmt_card(cell, config, cards.parameter_count(model_params), stamped, p,
+                          params.sources.nmt, artifacts.read_json_if_exists(noise.NOISE_FILE), train_pairs)
+    artifacts.write_text(Path(p.paths.metrics) / "cards" / f"nmt-{cell}.md", cards.render(card))
     gain = f" (greedy {results['bleu_greedy']:.2f})" if "bleu_greedy" in results else ""
     print(f"evaluate_nmt@{cell}: test BLEU {results['bleu']:.2f}{gain} chrF {results['chrf']:.2f} "
           f"perplexity {results['perplexity']:.2f} accuracy {results['accuracy']:.3f}, "
