@@ -120,7 +120,7 @@ def recipe_params(tmp_path, names):
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, recipe):
-    names = ["tf-nmt-iwslt-vien", recipe] if recipe == "tf-nmt-iwslt-vien-attention" else [recipe]
+    names = profile.expand([recipe], ROOT / "profiles")  # with the profile it extends, if any
     params = recipe_params(tmp_path, names)
     overlay = {k for name in names for k in profile.load_overlay(name, ROOT / "profiles")}
     sources = {k for name in names for k in profile.load_overlay(name, ROOT / "profiles").get("sources", {})}
@@ -139,3 +139,29 @@ def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, reci
             run(f"train_{workload}", cell)
             run(f"evaluate_{workload}", cell)
             assert (tmp_path / "metrics" / f"{workload}-{cell}.json").is_file()
+
+
+def test_a_profile_applies_the_profile_it_extends(tmp_path):
+    assert profile.expand(["tf-nmt-iwslt-vien-attention"], ROOT / "profiles") == \
+        ["tf-nmt-iwslt-vien", "tf-nmt-iwslt-vien-attention"]
+    assert profile.expand(["tflearn-shakespeare-full"], ROOT / "profiles") == \
+        ["tflearn-shakespeare", "tflearn-shakespeare-full"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    alone, both = copy_params(tmp_path / "a"), copy_params(tmp_path / "b")
+    profile.apply(["tf-nmt-iwslt-vien-attention"], alone, ROOT / "profiles")
+    profile.apply(["tf-nmt-iwslt-vien", "tf-nmt-iwslt-vien-attention"], both, ROOT / "profiles")
+    assert alone.read_text() == both.read_text()
+    raw = yaml.safe_load(alone.read_text())
+    assert raw["nmt"]["data"]["source"] == "vi" and raw["nmt"]["model"]["attention"] == "scaled"  # base and own
+
+
+def test_a_missing_or_circular_base_is_named(tmp_path):
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "child.yaml").write_text("extends: nowhere\nnmt:\n  train:\n    steps: 5\n")
+    with pytest.raises(ParamsError, match=r"nowhere\.yaml: no such profile"):
+        profile.expand(["child"], folder)
+    (folder / "a.yaml").write_text("extends: b\nnmt:\n  train:\n    steps: 5\n")
+    (folder / "b.yaml").write_text("extends: a\nnmt:\n  train:\n    steps: 6\n")
+    with pytest.raises(ParamsError, match="makes a cycle: a -> b -> a"):
+        profile.expand(["a"], folder)

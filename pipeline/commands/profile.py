@@ -1,7 +1,10 @@
 """Profiles: named overlays of ``params.yaml`` (``profiles/<name>.yaml``).
 
 A profile holds only the keys it changes, for example every ``sources`` entry switched
-to the real remote URL. Applying it rewrites those values in ``params.yaml`` in place,
+to the real remote URL. A profile that builds on another names it in a top-level
+``extends:`` (the one key that is not a ``params.yaml`` key); applying it applies the base
+first, so ``rnnpipe profile tf-nmt-iwslt-vien-attention`` alone is the whole recipe.
+Applying a profile rewrites its values in ``params.yaml`` in place,
 keeping the comments and layout, after checking that the result still loads; so ``git
 diff params.yaml`` shows exactly what changed, ``git checkout params.yaml`` undoes it,
 and ``dvc exp run`` records it like any other parameter change.
@@ -37,7 +40,38 @@ def available(folder: Path = FOLDER) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
+EXTENDS = "extends"
+
+
 def load_overlay(name: str, folder: Path = FOLDER) -> dict[str, Any]:
+    """The profile's params.yaml keys (``extends`` removed: :func:`expand` reads it)."""
+    return {k: v for k, v in _read(name, folder).items() if k != EXTENDS}
+
+
+def base_of(name: str, folder: Path = FOLDER) -> str | None:
+    """The profile that ``name`` builds on, or None."""
+    base = _read(name, folder).get(EXTENDS)
+    if base is not None and not isinstance(base, str):
+        raise ParamsError(f"{folder / f'{name}.yaml'}: '{EXTENDS}' names one profile, got {base!r}")
+    return base
+
+
+def expand(names: list[str], folder: Path = FOLDER) -> list[str]:
+    """``names`` with each profile's bases before it (each applied once, in order):
+    ``[tf-nmt-iwslt-vien-attention]`` -> ``[tf-nmt-iwslt-vien, tf-nmt-iwslt-vien-attention]``."""
+    out: list[str] = []
+    for name in names:
+        chain = [name]
+        while (base := base_of(chain[-1], folder)) is not None:
+            if base in chain:
+                raise ParamsError(f"{folder / f'{chain[-1]}.yaml'}: '{EXTENDS}: {base}' makes a cycle: "
+                                  + " -> ".join([*chain, base]))
+            chain.append(base)
+        out += [n for n in reversed(chain) if n not in out]
+    return out
+
+
+def _read(name: str, folder: Path) -> dict[str, Any]:
     path = folder / f"{name}.yaml"
     if not path.is_file():
         raise ParamsError(f"{path}: no such profile; available: {', '.join(available(folder)) or 'none'}")
@@ -75,10 +109,12 @@ def diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 
 def apply(names: list[str], params_path: Path, folder: Path = FOLDER, write: bool = True) -> list[tuple[str, Any, Any]]:
-    """Apply the profiles in order to ``params_path``; return the net changes."""
+    """Apply the profiles in order, each after the profiles it extends, to ``params_path``;
+    return the net changes."""
     rt = _yaml()
     doc = rt.load(params_path.read_text(encoding="utf-8"))
     before = _plain(doc)
+    names = expand(names, folder)
     for name in names:
         overlay_into(doc, load_overlay(name, folder), str(folder / f"{name}.yaml"))
     buffer = io.StringIO()
@@ -118,6 +154,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if (full := expand(args.names)) != args.names:
+        print(f"applying {' '.join(full)} (a profile applies the profile it extends first)")
     changed = apply(args.names, Path(args.params), write=not args.dry_run)
     for key, old, new in changed:
         print(f"{key}: {old!r} -> {new!r}")
