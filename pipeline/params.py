@@ -53,7 +53,7 @@ Precision = Literal["float32", "bfloat16"]  # of the recurrent matmuls; carries 
 # how LSTM layers run: pipeline.models.rnn.use_onednn (CPU) and use_cudnn (GPU)
 Kernel = Literal["auto", "scan", "onednn", "cudnn"]
 # the learning rate over the run: pipeline.training.optim.make_schedule
-Schedule = Literal["constant", "luong234", "cosine", "warmup_linear", "warmup_cosine"]
+Schedule = Literal["constant", "luong234", "cosine", "warmup_linear", "warmup_cosine", "exponential"]
 # Luong dot | general | scaled, Bahdanau additive (pipeline.models.attention)
 Attention = Literal["none", "dot", "general", "scaled", "bahdanau"]
 
@@ -198,6 +198,8 @@ class NmtData:
     test_size: PosInt  # held-out source sentences for test, unseen in training
     min_freq: NonNegInt  # tokens seen fewer times in training map to <unk>
     buckets: tuple[PosInt, ...]  # padded lengths, </s> included, strictly ascending: one compiled shape per bucket
+    empty_lines: Literal["error", "drop"]  # iwslt: a pair with an empty side is refused, or dropped and counted
+                                           # (tensorflow/nmt drops them); the count is in prepared/stats.json
 
     def cross_check(self, section: str) -> str | None:
         if list(self.buckets) != sorted(set(self.buckets)):
@@ -246,13 +248,19 @@ class NmtTrain:
     rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
     schedule: Schedule  # constant | luong234 | cosine | warmup_linear | warmup_cosine (pipeline.training.optim)
     warmup_steps: NonNegInt  # warmup_* schedules only
+    decay_factor: Fraction  # exponential only: the rate is multiplied by this ...
+    decay_steps: PosInt  # exponential only: ... once every this many updates (a staircase) ...
+    start_decay_step: NonNegInt  # exponential only: ... from this update on (tensorflow/nmt's keys)
     clip_norm: PosFloat  # clip the gradient to this global norm
     label_smoothing: Rate  # smoothing of the training loss's targets (the validation loss stays plain)
+    loss_normalization: Literal["token", "sentence"]  # the training loss averaged over target tokens, or summed
+                                                  # per sentence and averaged over sentences (tensorflow/nmt)
     ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
     log_every: PosInt  # steps between curve rows and dev evaluations (loss and greedy dev BLEU); the best dev BLEU is
                        # kept
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
+    keep_checkpoints: PosInt  # how many of the newest checkpoints are kept (generate --step reads any of them)
     patience: NonNegInt  # stop after this many evaluations without a better dev BLEU (0: never)
 
     def cross_check(self, section: str) -> str | None:
@@ -316,11 +324,15 @@ class CharlmTrain:
     learning_rate: PosFloat  # the rate, or the schedule's peak
     schedule: Schedule  # constant | luong234 | cosine | warmup_linear | warmup_cosine (pipeline.training.optim)
     warmup_steps: NonNegInt  # warmup_* schedules only
+    decay_factor: Fraction  # exponential only: the rate is multiplied by this ...
+    decay_steps: PosInt  # exponential only: ... once every this many updates (a staircase) ...
+    start_decay_step: NonNegInt  # exponential only: ... from this update on (tensorflow/nmt's keys)
     clip_norm: PosFloat  # clip the gradient to this global norm
     ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
     log_every: PosInt  # steps between curve rows and validation losses
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
+    keep_checkpoints: PosInt  # how many of the newest checkpoints are kept (generate --step reads any of them)
 
     def cross_check(self, section: str) -> str | None:
         return _warmup_check(self, section)
@@ -363,6 +375,7 @@ class ForecastPaths:
 class ForecastData:
     currency: str  # the series modelled (bpi-json and coindesk-csv are USD only)
     first_day: dt.date | None  # days before it are dropped (None: the source's whole history)
+    last_day: dt.date | None  # days after it are dropped (None: up to the source's last day)
     gap_policy: Literal["error", "ffill", "linear"]  # missing days: error (name them) | ffill (repeat the last day) |
                                                      # linear
     features: tuple[str, ...]  # close | open | high | low | close_<CUR> (checked against the source)
@@ -373,6 +386,9 @@ class ForecastData:
     test_fraction: Fraction  # the chronological tail held out for test; training windows end a whole window before it
 
     def cross_check(self, section: str) -> str | None:
+        if self.first_day and self.last_day and self.last_day <= self.first_day:
+            return (f"'{section}.last_day' is {self.last_day}, not after '{section}.first_day' "
+                    f"({self.first_day}): no days would be left")
         if self.targets > len(self.features):
             return (f"'{section}.targets' is {self.targets}, but '{section}.features' lists only "
                     f"{len(self.features)}: the forecast series are the first 'targets' features")
@@ -406,13 +422,16 @@ class ForecastTrain:
     rmsprop_decay: Fraction  # rmsprop only: the moving average of squared gradients
     momentum: Rate  # rmsprop only
     clip_norm: PosFloat  # clip the gradient to this global norm
-    loss: Literal["mae", "mse"]  # mae | mse (squared error), averaged over windows, days and series
+    loss: Literal["mae", "mse", "l2_loss"]  # mae | mse, averaged over windows, days and series | l2_loss: half
+                                           # their summed squared errors (tf.nn.l2_loss, the seed notebook)
     weight_decay: NonNegFloat  # L2: weight_decay × the parameter added to the clipped gradient, before the optimizer
-    decay: Literal["all", "weights"]  # what weight_decay applies to: every parameter, or not the biases
+    l2_reg: NonNegFloat  # adds l2_reg × sum(w²) / 2 to the training loss (tf.nn.l2_loss), scaled as the loss is
+    decay: Literal["all", "weights"]  # what weight_decay and l2_reg apply to: every parameter, or not the biases
     heldout_loss: bool  # log the loss on the held-out (test) windows at every row
     log_every: PosInt  # steps between curve rows
     max_nonfinite_steps: PosInt  # skipped non-finite steps in a row that stop the run
     checkpoint_every: PosInt  # steps between training checkpoints (pipeline.training.checkpoints)
+    keep_checkpoints: PosInt  # how many of the newest checkpoints are kept (generate --step reads any of them)
 
 
 @dataclass(frozen=True)
@@ -462,6 +481,16 @@ class Forecast:
     backtest: ForecastBacktest
     evaluate: ForecastEvaluate
     serve: ForecastServe
+
+    def cross_check(self, section: str) -> str | None:
+        """The backtest and the refresh name a cell the pipeline trains."""
+        cells = list(self.model.cells)
+        for key, cell, what in (("backtest.cell", self.backtest.cell, "the backtest retrains"),
+                                ("serve.cell", self.serve.cell, "the scheduled refresh retrains and serves")):
+            if cell not in cells:
+                return (f"'{section}.{key}' is {cell!r}, but '{section}.model.cells' is {cells}: {what} "
+                        f"a cell that dvc.yaml trains, so name one of them (or add {cell!r} to the cells)")
+        return None
 
 
 @dataclass(frozen=True)

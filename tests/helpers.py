@@ -108,10 +108,15 @@ IWSLT = _shared_data() / "translation/iwslt15-en-vi"  # dev/test and vocabularie
 FIXTURES = ROOT / "tests/fixtures"
 
 
-def iwslt_folder(where: Path) -> Path:
+EMPTY_PAIRS = 2  # what iwslt_folder(..., empty_lines=True) puts into train
+
+
+def iwslt_folder(where: Path, empty_lines: bool = False) -> Path:
     """An iwslt-format folder: the real IWSLT'15 files from ../shared, with tst2012
     standing in for the train set that ../shared does not hold; without ../shared, the
-    heads of those files kept under tests/fixtures."""
+    heads of those files kept under tests/fixtures. With ``empty_lines``, the train files
+    get what the Stanford train files have (stefan-it/nmt-en-vi#6): a pair empty on both
+    sides, and one whose English side is empty while its Vietnamese side is not."""
     folder = where / "iwslt"
     folder.mkdir()
     for lang in ("en", "vi"):
@@ -125,4 +130,9 @@ def iwslt_folder(where: Path) -> Path:
                      f"vocab.{lang}": FIXTURES / f"iwslt-vocab-head.{lang}"}
         for name, path in files.items():
             shutil.copy(path, folder / name)
+    if empty_lines:
+        en, vi = ((folder / f"train.{lang}").read_text("utf-8").split("\n") for lang in ("en", "vi"))
+        en[3:3], vi[3:3] = ["", ""], ["", "Một câu không có bản tiếng Anh ."]
+        for lang, lines in (("en", en), ("vi", vi)):
+            (folder / f"train.{lang}").write_text("\n".join(lines), "utf-8")
     return folder

@@ -141,8 +141,8 @@ def test_gutenberg_footer_is_cut_and_crlf_normalised():
 def test_iwslt_pairs_decode_entities_and_check_alignment():
     en = (FIXTURES / "iwslt-tst2012-head.en").read_text()
     vi = (FIXTURES / "iwslt-tst2012-head.vi").read_text()
-    pairs = iwslt.parse_parallel(en, vi, "tst2012.en", "tst2012.vi")
-    assert len(pairs) == 40
+    pairs, dropped = iwslt.parse_parallel(en, vi, "tst2012.en", "tst2012.vi")
+    assert len(pairs) == 40 and dropped == 0
     joined = " ".join(s for s, _ in pairs)
     assert "&apos;" not in joined and "&quot;" not in joined and "'" in joined
     with pytest.raises(iwslt.IwsltError, match="tst2012.en has 40 lines but tst2012.vi has 39"):
@@ -156,3 +156,11 @@ def test_iwslt_vocab_finds_specials_by_string():
         iwslt.parse_vocab("<unk>\n</s>\na\n", "vocab.vi")
     with pytest.raises(iwslt.IwsltError, match="vocab.vi:5: duplicate token 'a'"):
         iwslt.parse_vocab("<unk>\n<s>\n</s>\na\na\n", "vocab.vi")
+
+
+def test_iwslt_empty_sides_are_an_error_or_dropped_and_counted():
+    en, vi = "a b\n\nc d\ne f\n", "x y\n\nz\n \n"  # line 2 empty on both sides, line 4 on the second
+    with pytest.raises(iwslt.IwsltError, match=r"train.en:2: empty line"):
+        iwslt.parse_parallel(en, vi, "train.en", "train.vi")
+    pairs, dropped = iwslt.parse_parallel(en, vi, "train.en", "train.vi", empty="drop")
+    assert pairs == [("a b", "x y"), ("c d", "z")] and dropped == 2

@@ -43,7 +43,7 @@ def forecast_params(tiny_params_dict, **forecast) -> P.Params:
 @pytest.mark.parametrize("change, message", [
     ({"data": {"targets": 2}}, r"'forecast.data.targets' is 2, but 'forecast.data.features' lists only 1"),
     ({"data": {"first_day": "2015-13-01"}}, r"'forecast.data.first_day' must be a date \(YYYY-MM-DD\)"),
-    ({"train": {"loss": "l2"}}, r"'forecast.train.loss' is 'l2'; expected one of mae, mse"),
+    ({"train": {"loss": "l2"}}, r"'forecast.train.loss' is 'l2'; expected one of mae, mse, l2_loss"),
     ({"train": {"decay": "biases"}}, r"'forecast.train.decay' is 'biases'; expected one of all, weights"),
     ({"train": {"heldout_loss": "yes"}}, r"'forecast.train.heldout_loss' must be bool"),
 ])
@@ -172,3 +172,51 @@ def test_weight_decay_on_weights_leaves_the_biases_alone():
         weights = {k: v for k, v in moved.items() if k not in biases}
         assert biases and weights and all(weights.values())
         assert all(biases.values()) if decay == "all" else not any(biases.values()), decay
+
+
+def test_last_day_drops_the_later_history(tiny_params_dict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = forecast_params(tiny_params_dict, data={"first_day": "2013-04-13", "last_day": "2017-03-03"})
+    run("download", params, "forecast")
+    prepare_forecast.run(params)
+    meta = artifacts.read_json(tmp_path / "data/prepared/forecast/meta.json")
+    assert (meta["first_day"], meta["last_day"]) == ("2013-04-13", "2017-03-03")
+    dates = artifacts.read_npz(tmp_path / "data/prepared/forecast/windows.npz")["dates"]
+    assert str(dates[-1]) == "2017-03-03" and len(dates) == 1421
+    early = forecast_params(tiny_params_dict, data={"last_day": "2009-01-01"})
+    with pytest.raises(P.ParamsError, match=r"'forecast.data.last_day' is 2009-01-01, before the first day "
+                                            r"\(2010-07-18\)"):
+        prepare_forecast.run(early)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"first_day": "2016-01-01", "last_day": "2015-01-01"}},
+     r"'forecast.data.last_day' is 2015-01-01, not after 'forecast.data.first_day' \(2016-01-01\)"),
+    ({"model": {"cells": ["gru"]}},
+     r"'forecast.backtest.cell' is 'lstm', but 'forecast.model.cells' is \['gru'\]: the backtest retrains"),
+    ({"model": {"cells": ["gru"]}, "backtest": {"cell": "gru"}},
+     r"'forecast.serve.cell' is 'lstm', but 'forecast.model.cells' is \['gru'\]: the scheduled refresh"),
+])
+def test_contradicting_forecast_keys_are_refused_naming_both(tiny_params_dict, change, message):
+    with pytest.raises(P.ParamsError, match=message):
+        forecast_params(tiny_params_dict, **change)
+
+
+def test_the_notebooks_l2_loss_and_regularisation_reach_the_training_loss(tiny_params_dict):
+    params = forecast_params(tiny_params_dict, train={"loss": "l2_loss", "l2_reg": 0.25, "decay": "weights",
+                                                      "weight_decay": 0.0})
+    t = params.forecast.train
+    model = Forecaster("gru", hidden=4, layers=1, dropout=0.0, output_len=3)
+    _, _, _, loss_fn, _ = forecast_job._compiled(model, t)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 6, 1)), jnp.float32)
+    y = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3, 1)), jnp.float32)
+    prm = model.init(jax.random.key(0), x)["params"]
+    err = model.apply({"params": prm}, x) - y
+    weights = [w for w, m in zip(jax.tree_util.tree_leaves(prm), jax.tree_util.tree_leaves(optim.weights_only(prm)),
+                                 strict=True) if m]
+    assert len(weights) < len(jax.tree_util.tree_leaves(prm))  # the biases are left out
+    expected = jnp.sum(err ** 2) / 2 + 0.25 * sum(jnp.sum(w ** 2) for w in weights) / 2
+    train, _ = loss_fn(prm, {"inputs": x, "targets": y}, None, jax.random.key(0), True)
+    assert float(train) == pytest.approx(float(expected), rel=1e-5)
+    held, _ = loss_fn(prm, {"inputs": x, "targets": y}, None, jax.random.key(0), False)
+    assert float(held) == pytest.approx(float(jnp.mean(err ** 2)), rel=1e-5)  # evaluation: the error alone

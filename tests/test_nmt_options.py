@@ -66,8 +66,8 @@ def test_direction_turns_the_pairs(tiny_params_dict, tmp_path, monkeypatch):
     forward = P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}}))
     backward = P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source},
                                                     "nmt": {"data": {"source": "fr", "target": "en"}}}))
-    fwd, _ = prepare_nmt.read_pairs(forward)
-    bwd, _ = prepare_nmt.read_pairs(backward)
+    fwd, _, _ = prepare_nmt.read_pairs(forward)
+    bwd, _, _ = prepare_nmt.read_pairs(backward)
     assert fwd[0] == ("Stop being stupid.", "Cesse d'être idiot !") and bwd == [(t, s) for s, t in fwd]
 
 
@@ -216,3 +216,62 @@ def test_scores_average_exactly_across_batches():
     mask = np.arange(4)[None, :] < arrays["trg_len"][:, None]
     hits = (np.asarray(logits).argmax(-1) == arrays["trg"][:, 1:]) & mask
     assert split["accuracy"] == pytest.approx(hits.sum() / mask.sum())
+
+
+@pytest.mark.parametrize("policy", ["drop", "error"])
+def test_iwslt_pairs_with_an_empty_side_are_dropped_and_counted_or_refused(tiny_params_dict, tmp_path, monkeypatch,
+                                                                           policy):
+    """As in the Stanford train files: an empty line on both sides, and one on one side."""
+    from pipeline.sources.iwslt import IwsltError
+
+    monkeypatch.chdir(tmp_path)
+    params = iwslt_params(tiny_params_dict, tmp_path, data={"empty_lines": policy})
+    folder = tmp_path / "iwslt"
+    en, vi = (folder / "train.en").read_text().split("\n"), (folder / "train.vi").read_text().split("\n")
+    en.insert(2, "")
+    vi.insert(2, "")  # line 3: empty on both sides
+    vi[5] = "  "  # line 6: an empty Vietnamese side
+    (folder / "train.en").write_text("\n".join(en))
+    (folder / "train.vi").write_text("\n".join(vi))
+    if policy == "error":
+        with pytest.raises(IwsltError, match=r"train.en:3: empty line \(set nmt.data.empty_lines: drop"):
+            prepare_nmt.run(params)
+        return
+    prepare_nmt.run(params)
+    stats = artifacts.read_json(tmp_path / params.nmt.paths.prepared / "stats.json")
+    assert stats["dropped_empty"] == {"train": 2, "valid": 0, "test": 0}
+    train = (tmp_path / params.nmt.paths.prepared / "train.tsv").read_text("utf-8").splitlines()
+    assert all(all(side.strip() for side in row.split("\t")) for row in train)
+
+
+def tsv_params(tiny_params_dict, tmp_path, **nmt) -> P.Params:
+    shutil.copy(PAIRS, tmp_path / "pairs.txt")
+    source = {"url": "x", "sha256": None, "raw": "pairs.txt", "format": "tsv", "langs": ["en", "fr"]}
+    return P.from_dict(merge(tiny_params_dict, {"sources": {"nmt": source}, "nmt": nmt}))
+
+
+def test_sentence_normalisation_sums_over_tokens_and_averages_over_sentences(tiny_params_dict, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    for norm in ("token", "sentence"):
+        params = tsv_params(tiny_params_dict, tmp_path, train={"loss_normalization": norm})
+        prepare_nmt.run(params)
+        job, _ = train_nmt.setup(params, "lstm")
+        batch = next(job.batches)
+        _, _, out = job.train_step(job.state, batch, job.carry, jax.random.key(0))
+        seen[norm] = (float(out["loss"]), float(out["tokens"]), batch["trg"].shape[0])
+    (token, tokens, sentences), sentence = seen["token"], seen["sentence"][0]
+    assert tokens > sentences  # so the two differ
+    assert sentence == pytest.approx(token * tokens / sentences, rel=1e-5)
+
+
+def test_exponential_decay_is_tensorflow_nmts_staircase(tiny_params_dict, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = tsv_params(tiny_params_dict, tmp_path, train={
+        "schedule": "exponential", "warmup_steps": 0, "learning_rate": 2.0, "decay_factor": 0.5, "decay_steps": 3,
+        "start_decay_step": 2})
+    prepare_nmt.run(params)
+    job, _ = train_nmt.setup(params, "lstm")
+    rates = [float(job.learning_rate(u)) for u in range(9)]
+    assert rates == [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 0.5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from pipeline.commands import profile
 from pipeline.params import ParamsError
 
 from .conftest import ROOT, merge
-from .helpers import iwslt_folder, run_cli
+from .helpers import EMPTY_PAIRS, iwslt_folder, run_cli
 
 SHIPPED = profile.available(ROOT / "profiles")
 
@@ -109,7 +110,7 @@ def recipe_params(tmp_path, names):
     profile.apply(names, path, ROOT / "profiles")
     raw = yaml.safe_load(path.read_text())
     if raw["sources"]["nmt"]["format"] == "iwslt":
-        raw["sources"]["nmt"].update(url=str(iwslt_folder(tmp_path)), sha256=None)
+        raw["sources"]["nmt"].update(url=str(iwslt_folder(tmp_path, empty_lines=True)), sha256=None)
     raw = merge(raw, SHRINK)
     for workload in ("nmt", "charlm"):  # a recipe's warmup, if it has one, shrinks with its steps
         train = raw[workload]["train"]
@@ -133,6 +134,9 @@ def test_every_recipe_runs_end_to_end_on_tiny_params(tmp_path, monkeypatch, reci
     for workload in workloads:
         run("download", workload)
         run(f"prepare_{workload}")
+        if params.sources.nmt.format == "iwslt" and workload == "nmt":  # the train files' empty lines
+            stats = json.loads((tmp_path / params.nmt.paths.prepared / "stats.json").read_text())
+            assert stats["dropped_empty"] == {"train": EMPTY_PAIRS, "valid": 0, "test": 0}
         if workload == "forecast":
             run("baseline_forecast")
         for cell in getattr(params, workload).model.cells:

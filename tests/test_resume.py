@@ -237,3 +237,20 @@ def test_a_checkpoint_written_by_other_code_is_not_resumed(tmp_path, monkeypatch
     monkeypatch.setattr(checkpoints, "code_digest", lambda: "other code")
     other = checkpoints.for_run(tmp_path / "ck", "train_charlm@lstm", {"seed": 0}, data, 4)
     assert other.directory != one.directory
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_a_train_stage_keeps_as_many_checkpoints_as_params_say(tiny_params, tmp_path, monkeypatch, keep):
+    import dataclasses
+
+    from pipeline.training import hooks
+
+    monkeypatch.chdir(tmp_path)
+    section = tiny_params.charlm
+    section = dataclasses.replace(section, train=dataclasses.replace(section.train, keep_checkpoints=keep,
+                                                                     checkpoint_every=1))
+    Path(section.paths.prepared).mkdir(parents=True)
+    (saves, _) = hooks.for_stage("charlm", section, "gru", "train_charlm@gru", {"model": {}})
+    for step in range(1, 6):
+        saves.save(step, {"w": np.full(3, step, np.float32)}, {"rows": []})
+    assert sorted(saves.manager.all_steps()) == list(range(6 - keep, 6))

@@ -227,3 +227,8 @@ def test_fit_rows_hold_grad_norm_learning_rate_and_throughput():
     assert [r["grad_norm"] for r in history] == [2.5] * 4
     assert [r["lr"] for r in history] == [1.0, 1.0, 0.5, 0.0625]
     assert all(r["tokens_per_s"] > 0 and r["valid_x"] == 1.5 for r in history)
+
+
+def test_exponential_schedule_is_a_staircase_from_its_start():
+    rate = optim.make_schedule(1.0, "exponential", 100, 0, decay_factor=0.98, decay_steps=10, start_decay_step=5)
+    assert [float(rate(u)) for u in (0, 5, 14, 15, 24, 25)] == pytest.approx([1.0, 1.0, 1.0, 0.98, 0.98, 0.98 ** 2])

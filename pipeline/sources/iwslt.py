@@ -29,26 +29,35 @@ class IwsltError(PipelineError, ValueError):
     """Misaligned or malformed IWSLT files; the message names the file and line."""
 
 
-def parse_parallel(src: str, trg: str, src_name: str, trg_name: str) -> list[tuple[str, str]]:
-    """Line-aligned source/target files -> (src, trg) pairs with entities decoded."""
+def parse_parallel(src: str, trg: str, src_name: str, trg_name: str,
+                   empty: str = "error") -> tuple[list[tuple[str, str]], int]:
+    """Line-aligned source/target files -> (src, trg) pairs with entities decoded, and how
+    many pairs were dropped. A pair with an empty side is an error naming the file and
+    line (``empty="error"``), or is dropped and counted (``"drop"``, as tensorflow/nmt's
+    input pipeline drops them: the Stanford train files have such lines)."""
     src_lines, trg_lines = src.rstrip("\n").split("\n"), trg.rstrip("\n").split("\n")
     if len(src_lines) != len(trg_lines):
         raise IwsltError(
             f"{src_name} has {len(src_lines)} lines but {trg_name} has {len(trg_lines)}: not aligned"
         )
-    pairs = []
+    pairs, dropped = [], 0
     for lineno, (s, t) in enumerate(zip(src_lines, trg_lines, strict=True), start=1):
         s, t = html.unescape(s).strip(), html.unescape(t).strip()
         if not s or not t:
-            raise IwsltError(f"{src_name if not s else trg_name}:{lineno}: empty line")
+            if empty != "drop":
+                raise IwsltError(f"{src_name if not s else trg_name}:{lineno}: empty line (set "
+                                 "nmt.data.empty_lines: drop to drop such pairs and count them)")
+            dropped += 1
+            continue
         pairs.append((s, t))
-    return pairs
+    return pairs, dropped
 
 
 def read_folder(
-    folder: str | Path, langs: tuple[str, ...] | list[str]
-) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
-    """The downloaded folder -> ``{split: (langs[0], langs[1]) pairs}`` and ``{lang: vocabulary tokens}``."""
+    folder: str | Path, langs: tuple[str, ...] | list[str], empty: str = "error"
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]], dict[str, int]]:
+    """The downloaded folder -> ``{split: (langs[0], langs[1]) pairs}``, ``{lang: vocabulary
+    tokens}`` and ``{split: pairs dropped for an empty side}`` (see :func:`parse_parallel`)."""
     folder = Path(folder)
 
     def text(name: str) -> str:
@@ -58,13 +67,14 @@ def read_folder(
         return read_corpus(path.read_bytes(), str(path))
 
     src, trg = langs
-    splits = {
+    parsed = {
         split: parse_parallel(text(f"{stem}.{src}"), text(f"{stem}.{trg}"),
-                              str(folder / f"{stem}.{src}"), str(folder / f"{stem}.{trg}"))
+                              str(folder / f"{stem}.{src}"), str(folder / f"{stem}.{trg}"), empty)
         for split, stem in SPLITS.items()
     }
     vocabs = {lang: parse_vocab(text(f"vocab.{lang}"), str(folder / f"vocab.{lang}")) for lang in langs}
-    return splits, vocabs
+    return ({split: pairs for split, (pairs, _) in parsed.items()}, vocabs,
+            {split: dropped for split, (_, dropped) in parsed.items()})
 
 
 def parse_vocab(text: str, name: str) -> list[str]:

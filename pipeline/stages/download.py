@@ -64,7 +64,9 @@ def fetch_folder(source: PairsSource, policy: FetchPolicy, session: requests.Ses
                 f"{source.url}: sha256 of the file listing mismatch: expected {source.sha256}, "
                 f"got {listing}; {source.raw} was left as it was"
             )
-        iwslt.read_folder(tmp, source.langs)  # parse before swapping in: a bad file never replaces good ones
+        # parse before swapping in: a bad file never replaces good ones (empty lines are
+        # prepare_nmt's to refuse or drop, as nmt.data.empty_lines says)
+        iwslt.read_folder(tmp, source.langs, empty="drop")
     return listing
 
 

@@ -60,20 +60,26 @@ def read_series(params: Params) -> pd.DataFrame:
     return frame
 
 
-def from_first_day(frame: pd.DataFrame, first_day: dt.date | None, where: str) -> pd.DataFrame:
-    """The days from ``first_day`` on (all of them when it is None)."""
-    if first_day is None:
-        return frame
-    kept = frame[frame.index >= pd.Timestamp(first_day)]
-    if kept.empty:
-        raise ParamsError(f"params.yaml: 'forecast.data.first_day' is {first_day}, after the last day "
-                          f"({frame.index[-1].date()}) of {where}")
+def within_days(frame: pd.DataFrame, first_day: dt.date | None, last_day: dt.date | None,
+                where: str) -> pd.DataFrame:
+    """The days from ``first_day`` to ``last_day``, both included (None: no cut on that side)."""
+    kept = frame
+    if first_day is not None:
+        kept = kept[kept.index >= pd.Timestamp(first_day)]
+        if kept.empty:
+            raise ParamsError(f"params.yaml: 'forecast.data.first_day' is {first_day}, after the last day "
+                              f"({frame.index[-1].date()}) of {where}")
+    if last_day is not None:
+        kept = kept[kept.index <= pd.Timestamp(last_day)]
+        if kept.empty:
+            raise ParamsError(f"params.yaml: 'forecast.data.last_day' is {last_day}, before the first day "
+                              f"({frame.index[0].date()}) of {where}")
     return kept
 
 
 def run(params: Params, variant: str | None = None) -> None:
     d = params.forecast.data
-    known = from_first_day(read_series(params), d.first_day, params.sources.forecast.raw)
+    known = within_days(read_series(params), d.first_day, d.last_day, params.sources.forecast.raw)
     frame = prices.daily(known, d.gap_policy, params.sources.forecast.raw)
     dates = frame.index.strftime("%Y-%m-%d").to_numpy().astype(str)
     unknown = [f for f in d.features if f not in frame.columns]

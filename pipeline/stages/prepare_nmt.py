@@ -91,24 +91,25 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
     return splits, src_vocab, trg_vocab, arrays, models
 
 
-def read_pairs(params: Params) -> tuple[Pairs | dict[str, Pairs], dict[str, list[str]] | None]:
-    """The source's pairs turned to ``nmt.data.source`` -> ``target``, and, with
-    ``nmt.data.vocab: corpus``, the corpus's own vocabularies as ``{"src", "trg"}``."""
+def read_pairs(params: Params) -> tuple[Pairs | dict[str, Pairs], dict[str, list[str]] | None, dict[str, int]]:
+    """The source's pairs turned to ``nmt.data.source`` -> ``target``; with
+    ``nmt.data.vocab: corpus``, the corpus's own vocabularies as ``{"src", "trg"}``; and
+    the pairs dropped per split for an empty side (iwslt, ``nmt.data.empty_lines: drop``)."""
     source, data = params.sources.nmt, params.nmt.data
     raw = Path(source.raw)
     flip = data.source != source.langs[0]
     turn = (lambda rows: [(t, s) for s, t in rows]) if flip else (lambda rows: rows)
     if source.format == "iwslt":
-        splits, vocabs = iwslt.read_folder(raw, source.langs)
+        splits, vocabs, dropped = iwslt.read_folder(raw, source.langs, data.empty_lines)
         corpus = {"src": vocabs[data.source], "trg": vocabs[data.target]} if data.vocab == "corpus" else None
-        return {name: turn(rows) for name, rows in splits.items()}, corpus
+        return {name: turn(rows) for name, rows in splits.items()}, corpus, dropped
     if source.format == "tatoeba-zip":
-        return turn(tatoeba.pairs_from_zip(raw, params.fetch.max_megabytes << 20)), None
-    return turn(tatoeba.parse_pairs(read_corpus(raw.read_bytes(), str(raw)), str(raw))), None
+        return turn(tatoeba.pairs_from_zip(raw, params.fetch.max_megabytes << 20)), None, {}
+    return turn(tatoeba.parse_pairs(read_corpus(raw.read_bytes(), str(raw)), str(raw))), None, {}
 
 
 def run(params: Params, variant: str | None = None) -> None:
-    pairs, corpus_vocab = read_pairs(params)
+    pairs, corpus_vocab, dropped = read_pairs(params)
     splits, src_vocab, trg_vocab, arrays, models = prepare(pairs, params.nmt.data, corpus_vocab)
     out = Path(params.nmt.paths.prepared)
     for name in SPLITS:
@@ -125,5 +126,9 @@ def run(params: Params, variant: str | None = None) -> None:
     )
     sizes = ", ".join(f"{n} {len(splits[n])}" for n in SPLITS)
     read = sum(map(len, pairs.values())) if isinstance(pairs, dict) else len(pairs)
-    print(f"prepare_nmt: {read} pairs read; {sizes}; "
+    artifacts.write_json(out / "stats.json", {"pairs_read": read, "pairs": {n: len(splits[n]) for n in SPLITS},
+                                              "dropped_empty": dropped})
+    empties = f"; {sum(dropped.values())} pair(s) with an empty side dropped ({dropped})" if any(dropped.values()) \
+        else ""
+    print(f"prepare_nmt: {read} pairs read{empties}; {sizes}; "
           f"vocab src {len(src_vocab)} / trg {len(trg_vocab)} -> {out}")

@@ -34,7 +34,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 
     init_key, fit_key = jax.random.split(jax.random.key(t.seed))
     carry = initial_carries(cell, model.layers, model.hidden, t.batch_size)
-    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
+    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps, t.decay_factor, t.decay_steps,
+                               t.start_decay_step)
     tx = optim.make_optimizer(rate, t.clip_norm)
     example = (np.zeros((t.batch_size, t.seq_len), np.int32), carry)
     state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)

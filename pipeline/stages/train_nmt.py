@@ -34,11 +34,12 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
 
     init_key, fit_key = jax.random.split(jax.random.key(t.seed))
     example = batches.crop(train_arrays, np.arange(2), p.data.buckets[0])
-    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps)
+    rate = optim.make_schedule(t.learning_rate, t.schedule, t.steps, t.warmup_steps, t.decay_factor, t.decay_steps,
+                               t.start_decay_step)
     tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer, rmsprop_decay=t.rmsprop_decay)
     example = (example["src"], example["src_len"], example["trg"][:, :-1])
     state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)
-    loss_fn = nmt_loss(model, t.label_smoothing)
+    loss_fn = nmt_loss(model, t.label_smoothing, t.loss_normalization)
     eval_step = heldout.make_eval_step(loss_fn)
     valid = [b for _, b in batches.eval_batches(valid_arrays, p.data.buckets, p.decode.batch_size)]
     greedy = translator.make_translator(model, p.decode.max_len_factor)

@@ -105,16 +105,17 @@ def code_digest(package: Path = _PACKAGE) -> str:
 
 
 def for_run(root: str | Path, run: str, config: Any, data_dir: str | Path, every: int,
-            saved: dict[str, Any] | None = None) -> Checkpoints:
+            saved: dict[str, Any] | None = None, keep: int = 2) -> Checkpoints:
     """The checkpoints of one training run: ``root/run/<fingerprint>``, where the
     fingerprint covers ``config``, every file under ``data_dir`` and the code
     (:func:`code_digest`). DVC reruns a train stage whose params and data are unchanged
     only when its code changed (or with ``-f``): resuming a checkpoint that other code
     wrote would hand back the old model, so such a run starts afresh. ``saved`` (the
-    finished model's config) is written beside the checkpoints as ``config.json``."""
+    finished model's config) is written beside the checkpoints as ``config.json``; the
+    ``keep`` newest checkpoints are kept."""
     files = [f for f in Path(data_dir).rglob("*") if f.is_file()]
     return Checkpoints(Path(root) / run / fingerprint({"run": config, "code": code_digest()}, files), every,
-                       saved=saved)
+                       keep=keep, saved=saved)
 
 
 def _digest(tree: Any) -> str:
@@ -129,7 +130,7 @@ def _digest(tree: Any) -> str:
 
 
 class Checkpoints(Hook):
-    """Save and restore one run's checkpoints in ``directory`` (the two newest are kept).
+    """Save and restore one run's checkpoints in ``directory`` (the ``keep`` newest are kept).
 
     As a :class:`pipeline.training.loop.Hook` it resumes the run from the newest valid
     checkpoint, saves one every ``every`` steps, at the end, and when a signal stops the

@@ -43,7 +43,7 @@ def _compiled(model: Forecaster, t) -> tuple:
     rate = optim.make_schedule(t.learning_rate)
     tx = optim.make_optimizer(rate, t.clip_norm, t.weight_decay, optimizer=t.optimizer,
                               rmsprop_decay=t.rmsprop_decay, momentum=t.momentum, decay=t.decay)
-    loss_fn = forecast_loss(model, t.loss)
+    loss_fn = forecast_loss(model, t.loss, t.l2_reg, optim.weights_only if t.decay == "weights" else None)
     return model, rate, tx, loss_fn, steps.make_train_step(loss_fn)
 
 

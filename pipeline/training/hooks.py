@@ -18,5 +18,5 @@ def for_stage(workload: str, section: Any, cell: str, desc: str, config: dict[st
     order, so the curves start from a restored history."""
     p = section.paths
     saves = checkpoints.for_run(p.checkpoints, desc, {"cell": cell, workload: section}, p.prepared,
-                                section.train.checkpoint_every, config)
+                                section.train.checkpoint_every, config, keep=section.train.keep_checkpoints)
     return [saves, Curves(Path(p.live) / f"{workload}-{cell}")] if curves else [saves]

@@ -36,13 +36,19 @@ def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[
     return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask), "correct": jnp.sum(hits * mask)}
 
 
-def nmt_loss(model, label_smoothing: float = 0.0) -> LossFn:
+def nmt_loss(model, label_smoothing: float = 0.0, normalize: str = "token") -> LossFn:
     """Teacher-forced token cross-entropy; padding beyond ``trg_len`` is masked.
 
     With ``label_smoothing`` the training loss spreads that much probability mass
     uniformly over the vocabulary; evaluation (``train=False``) always reports the plain
-    negative log-likelihood, so validation losses stay comparable across settings.
+    negative log-likelihood per token, so validation losses stay comparable across settings.
+    ``normalize`` says what the training loss is averaged over: ``token`` (every target
+    position of the batch) or ``sentence`` (summed over each sentence's tokens, averaged over
+    the batch's sentences: tensorflow/nmt's ``reduce_sum(crossent * weights) / batch_size``,
+    whose updates are about a sentence's length larger).
     """
+    if normalize not in ("token", "sentence"):
+        raise ValueError(f"unknown loss normalisation {normalize!r}")
 
     def loss_fn(params, batch, carry, key, train):
         trg = batch["trg"]
@@ -52,12 +58,14 @@ def nmt_loss(model, label_smoothing: float = 0.0) -> LossFn:
         )
         mask = jnp.arange(trg.shape[1] - 1)[None, :] < batch["trg_len"][:, None]
         stats = masked_xent(logits, trg[:, 1:], mask)
+        total = stats["sum"]
         if train and label_smoothing > 0:
             labels = optax.smooth_labels(jax.nn.one_hot(trg[:, 1:], logits.shape[-1]), label_smoothing)
             smoothed = optax.softmax_cross_entropy(logits, labels)
             total = jnp.sum(smoothed * mask)
-            return total / jnp.maximum(stats["count"], 1.0), (carry, stats)
-        return stats["sum"] / jnp.maximum(stats["count"], 1.0), (carry, stats)
+        if train and normalize == "sentence":
+            return total / trg.shape[0], (carry, stats)
+        return total / jnp.maximum(stats["count"], 1.0), (carry, stats)
 
     return loss_fn
 
@@ -84,16 +92,22 @@ def charlm_loss(model) -> LossFn:
     return loss_fn
 
 
-def forecast_loss(model, loss: str = "mae") -> LossFn:
-    """Mean absolute (``mae``) or squared (``mse``) error in each window's normalised units,
-    over every horizon and output series.
+def forecast_loss(model, loss: str = "mae", l2_reg: float = 0.0, l2_mask: Callable | None = None) -> LossFn:
+    """Absolute (``mae``) or squared (``mse``) error in each window's normalised units,
+    averaged over every window, horizon and output series; or ``l2_loss``, the seed
+    notebook's ``tf.nn.l2_loss`` of the error: half the squared errors' *sum* over the batch.
 
     Per-window scaling makes targets heavy-tailed (a flat input window followed by a
     jump gives |target| in the hundreds); squared error lets those few windows dominate
     training, absolute error does not, and it is the metric the forecaster is judged by.
-    ``mse`` is the seed notebook's L2 loss.
+
+    ``l2_reg`` adds ``l2_reg * sum(w ** 2) / 2`` over the parameters that ``l2_mask(params)``
+    marks (all when None) to the training loss: the notebook's ``tf.nn.l2_loss``
+    regularisation, whose strength is relative to the loss's own scale (unlike
+    ``forecast.train.weight_decay``, which the optimizer adds to the gradient). Evaluation
+    reports the error alone.
     """
-    if loss not in ("mae", "mse"):
+    if loss not in ("mae", "mse", "l2_loss"):
         raise ValueError(f"unknown forecast loss {loss!r}")
 
     def loss_fn(params, batch, carry, key, train):
@@ -101,7 +115,15 @@ def forecast_loss(model, loss: str = "mae") -> LossFn:
         diff = pred - batch["targets"]
         err = jnp.abs(diff) if loss == "mae" else jnp.square(diff)
         stats = {"sum": jnp.sum(err), "count": jnp.asarray(err.size, jnp.float32)}
-        return stats["sum"] / stats["count"], (carry, stats)
+        if not train:
+            return stats["sum"] / stats["count"], (carry, stats)
+        value = stats["sum"] / 2 if loss == "l2_loss" else stats["sum"] / stats["count"]
+        if l2_reg > 0:
+            mask = l2_mask(params) if l2_mask is not None else jax.tree_util.tree_map(lambda _: True, params)
+            squares = [jnp.sum(jnp.square(w)) for w, m in zip(jax.tree_util.tree_leaves(params),
+                                                              jax.tree_util.tree_leaves(mask), strict=True) if m]
+            value = value + l2_reg * sum(squares) / 2
+        return value, (carry, stats)
 
     return loss_fn
 

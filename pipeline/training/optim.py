@@ -15,8 +15,13 @@ def weights_only(params):
 
 
 def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0,
-                  warmup_steps: int = 0) -> optax.Schedule:
+                  warmup_steps: int = 0, decay_factor: float = 1.0, decay_steps: int = 1,
+                  start_decay_step: int = 0) -> optax.Schedule:
     """The learning rate as a function of the update count.
+
+    ``exponential`` is tensorflow/nmt's earlier decay (its logged ``decay_factor``,
+    ``decay_steps``, ``start_decay_step``): from update ``start_decay_step`` on, the rate is
+    multiplied by ``decay_factor`` once every ``decay_steps`` updates (a staircase).
 
     ``luong234`` is tensorflow/nmt's schedule: the rate halves four times, evenly spaced
     over the last third of ``steps``; ``cosine`` decays it to a tenth by ``steps``.
@@ -29,6 +34,9 @@ def make_schedule(learning_rate: float, schedule: str = "constant", steps: int =
         start = 2 * steps // 3
         return optax.exponential_decay(learning_rate, transition_steps=max(1, (steps - start) // 4),
                                        decay_rate=0.5, transition_begin=start, staircase=True)
+    if schedule == "exponential":
+        return optax.exponential_decay(learning_rate, transition_steps=decay_steps, decay_rate=decay_factor,
+                                       transition_begin=start_decay_step, staircase=True)
     if schedule == "cosine":
         return optax.cosine_decay_schedule(learning_rate, max(1, steps), alpha=0.1)
     if schedule in ("warmup_linear", "warmup_cosine"):
