@@ -502,7 +502,8 @@ class Params:
     forecast: Forecast
 
     def cross_check(self, section: str) -> str | None:
-        """Rules between sections: the translation direction and the vocabulary's origin."""
+        """Rules between sections: the translation direction, the vocabulary's origin, and
+        empty-line handling only where the format has line-aligned files."""
         langs, data = list(self.sources.nmt.langs), self.nmt.data
         if data.source not in langs or data.target not in langs or data.source == data.target:
             return (f"'nmt.data.source' -> 'nmt.data.target' is {data.source!r} -> {data.target!r}; "
@@ -512,6 +513,10 @@ class Params:
             return ("'nmt.data.vocab' is 'corpus': only the iwslt format ships vocabulary files, and "
                     "they list whitespace tokens, so it needs 'sources.nmt.format' iwslt and "
                     f"'nmt.data.level' space (they are {self.sources.nmt.format!r} and {data.level!r})")
+        if data.empty_lines == "drop" and self.sources.nmt.format != "iwslt":
+            return ("'nmt.data.empty_lines' is 'drop', but 'sources.nmt.format' is "
+                    f"{self.sources.nmt.format!r}: only the iwslt format's line-aligned files have empty lines "
+                    "to drop (a pairs file with an empty side is refused, naming its line); set it to error")
         return None
 
 

@@ -45,6 +45,10 @@ def fixture_pairs() -> list[tuple[str, str]]:
     ({"nmt": {"data": {"filter": "dev"}}}, r"'nmt.data.filter' is 'dev'; expected one of all, train"),
     ({"nmt": {"model": {"input": "onehot", "tie_embeddings": True}}}, r"'nmt.model.input' is 'onehot' with"),
     ({"nmt": {"train": {"rmsprop_decay": 1.0}}}, r"'nmt.train.rmsprop_decay' is 1.0; it must be > 0 and < 1"),
+    ({"nmt": {"data": {"empty_lines": "drop"}}}, r"'nmt.data.empty_lines' is 'drop', but 'sources.nmt.format' is "
+                                                  r"'tsv': only the iwslt format"),
+    ({"nmt": {"train": {"loss_normalization": "batch"}}},
+     r"'nmt.train.loss_normalization' is 'batch'; expected one of token, sentence"),
 ])
 def test_loader_rejects_impossible_translation_settings(real_params_dict, change, message):
     with pytest.raises(P.ParamsError, match=message):
