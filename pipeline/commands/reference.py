@@ -36,6 +36,7 @@ import yaml
 
 from pipeline import artifacts
 from pipeline import params as params_module
+from pipeline.evaluation import noise as noise_module
 
 PARAMS_DOC = Path("docs/params.md")
 README = Path("README.md")
@@ -188,29 +189,34 @@ def params_markdown(raw: Mapping[str, Any]) -> str:
 
 
 # --- the results tables ----------------------------------------------------------------
-def _read(name: str, metrics: Path) -> dict:
-    path = metrics / name
-    return json.loads(path.read_text("utf-8")) if path.is_file() else {}
+Metrics = Mapping[str, dict]  # a metrics folder's JSON files by name ({} for a missing one)
+
+
+def read_metrics(metrics: Path | Metrics = METRICS) -> Metrics:
+    """Every ``*.json`` of the folder ``metrics``, parsed once (a mapping passes through)."""
+    if not isinstance(metrics, Path):
+        return metrics
+    return {path.name: json.loads(path.read_text("utf-8")) for path in sorted(metrics.glob("*.json"))}
 
 
 def _band(noise: Mapping[str, Any], name: str, metric: str) -> float | None:
-    entry = noise.get("bands", {}).get(f"metrics/{name}", {}).get(metric)
-    return None if entry is None else entry["band"]
+    return noise_module.band_of(noise, f"metrics/{name}", metric)
 
 
 def _num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def results_table(metrics: Path = METRICS, raw: Mapping[str, Any] | None = None) -> str:
+def results_table(metrics: Path | Metrics = METRICS, raw: Mapping[str, Any] | None = None) -> str:
     """The default run's headline table: each workload's held-out metrics for both cells,
     each with its seed band (±)."""
+    m = read_metrics(metrics)
     raw = raw if raw is not None else yaml.safe_load(Path("params.yaml").read_text("utf-8"))
-    noise = _read("noise.json", metrics)
+    noise = m.get("noise.json", {})
     cells = ("lstm", "gru")
-    nmt = {c: _read(f"nmt-{c}.json", metrics) for c in cells}
-    lm = {c: _read(f"charlm-{c}.json", metrics) for c in cells}
-    fc = {c: _read(f"forecast-{c}.json", metrics) for c in cells}
+    nmt = {c: m.get(f"nmt-{c}.json", {}) for c in cells}
+    lm = {c: m.get(f"charlm-{c}.json", {}) for c in cells}
+    fc = {c: m.get(f"forecast-{c}.json", {}) for c in cells}
     n, f = raw["nmt"], raw["forecast"]
 
     def row(label: str, files: dict, name: str, metric: str | None, digits: int,
@@ -250,10 +256,11 @@ def results_table(metrics: Path = METRICS, raw: Mapping[str, Any] | None = None)
     return "\n".join(lines)
 
 
-def machine_line(metrics: Path = METRICS) -> str:
+def machine_line(metrics: Path | Metrics = METRICS) -> str:
     """Which machine produced the committed metrics, and where the bands come from."""
-    prov = _read("nmt-lstm.json", metrics).get("provenance", {})
-    noise = _read("noise.json", metrics)
+    m = read_metrics(metrics)
+    prov = m.get("nmt-lstm.json", {}).get("provenance", {})
+    noise = m.get("noise.json", {})
     seeds = ", ".join(str(s) for s in noise.get("seeds", []))
     return (f"Produced by `dvc repro` on {prov.get('cpu', 'an unrecorded CPU')}, {prov.get('cores', '?')} cores, "
             f"jax {prov.get('jax', '?')} (every metrics file's `provenance`). ± is the metric's seed band: "
@@ -261,10 +268,11 @@ def machine_line(metrics: Path = METRICS) -> str:
             f"{noise.get('commit', '–')} by `python benchmarks/noise.py`).")
 
 
-def forecaster_verdict(metrics: Path = METRICS, raw: Mapping[str, Any] | None = None) -> str:
+def forecaster_verdict(metrics: Path | Metrics = METRICS, raw: Mapping[str, Any] | None = None) -> str:
     """The forecaster's result in plain words, from its test-window and backtest metrics."""
-    fc = {c: _read(f"forecast-{c}.json", metrics) for c in ("lstm", "gru")}
-    back = _read("backtest.json", metrics)
+    m = read_metrics(metrics)
+    fc = {c: m.get(f"forecast-{c}.json", {}) for c in ("lstm", "gru")}
+    back = m.get("backtest.json", {})
     ratios = [(c, m["mae_vs_naive"]) for c, m in fc.items() if "mae_vs_naive" in m]
     worse = [c.upper() for c, r in ratios if r > 1]
     parts = []
@@ -287,8 +295,9 @@ def forecaster_verdict(metrics: Path = METRICS, raw: Mapping[str, Any] | None = 
         "worked example of honest scoring, not a trading signal." if parts else ""
 
 
-def backtest_table(metrics: Path = METRICS) -> str:
-    back = _read("backtest.json", metrics)
+def backtest_table(metrics: Path | Metrics = METRICS) -> str:
+    m = read_metrics(metrics)
+    back = m.get("backtest.json", {})
     names = {"naive": "naive last value", "autoets": "AutoETS", "autoarima": "AutoARIMA",
              "drift": "random walk with drift", "model": "the served network (ensemble), conformal intervals",
              "single": "its first network alone"}
@@ -305,8 +314,9 @@ def backtest_table(metrics: Path = METRICS) -> str:
     return "\n".join(lines)
 
 
-def forecast_methods_table(metrics: Path = METRICS) -> str:
-    fc = {c: _read(f"forecast-{c}.json", metrics) for c in ("lstm", "gru")}
+def forecast_methods_table(metrics: Path | Metrics = METRICS) -> str:
+    m = read_metrics(metrics)
+    fc = {c: m.get(f"forecast-{c}.json", {}) for c in ("lstm", "gru")}
     lines = ["| method (test windows) | MAE | MASE | coverage 80 % / 95 % | interval score 80 % / 95 % |",
              "|---|---:|---:|---|---|"]
     base = fc["lstm"]
@@ -324,13 +334,14 @@ def forecast_methods_table(metrics: Path = METRICS) -> str:
     return "\n".join(lines)
 
 
-def nmt_table(metrics: Path = METRICS) -> str:
-    noise = _read("noise.json", metrics)
+def nmt_table(metrics: Path | Metrics = METRICS) -> str:
+    m = read_metrics(metrics)
+    noise = m.get("noise.json", {})
     rows = (("bleu", "test BLEU", 2), ("chrf", "test chrF", 2), ("bleu_greedy", "test BLEU, greedy", 2),
             ("valid_bleu", "dev BLEU", 2), ("loss", "test loss (nats/token)", 3),
             ("perplexity", "test perplexity", 2), ("accuracy", "test token accuracy", 3))
     lines = ["| metric | LSTM | ± | GRU | ± |", "|---|---:|---:|---:|---:|"]
-    files = {c: _read(f"nmt-{c}.json", metrics) for c in ("lstm", "gru")}
+    files = {c: m.get(f"nmt-{c}.json", {}) for c in ("lstm", "gru")}
     for key, label, digits in rows:
         cols = []
         for c in ("lstm", "gru"):
@@ -339,8 +350,9 @@ def nmt_table(metrics: Path = METRICS) -> str:
     return "\n".join(lines)
 
 
-def blocks(metrics: Path = METRICS, raw: Mapping[str, Any] | None = None) -> dict[str, str]:
+def blocks(metrics: Path | Metrics = METRICS, raw: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The generated blocks by name, as they go between the markers."""
+    metrics = read_metrics(metrics)
     return {"results": results_table(metrics, raw) + "\n\n" + machine_line(metrics),
             "verdict": forecaster_verdict(metrics, raw),
             "nmt": nmt_table(metrics),

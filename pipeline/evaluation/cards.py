@@ -17,7 +17,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from pipeline.evaluation.noise import band_of
+
 REPO = "rnnpipe"
+SEED_NOTE = "Single numbers move with the training seed by about the ± above."
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,6 @@ class Card:
 def parameter_count(tree: Any) -> int:
     """The number of trained values in a parameter tree (an ensemble: all its networks)."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
-
-
-def band(noise: Mapping[str, Any], metrics_file: str, metric: str) -> float | None:
-    """The seed band (max - min) of ``metric`` in ``metrics_file`` (``metrics/nmt-lstm.json``)."""
-    entry = noise.get("bands", {}).get(metrics_file, {}).get(metric)
-    return None if entry is None else float(entry["band"])
 
 
 def noise_source(noise: Mapping[str, Any]) -> str:
@@ -180,13 +177,13 @@ def nmt_card(cell: str, config: Mapping[str, Any], parameters: int, scores: Mapp
     src, trg = vocab["source"], vocab["target"]
     file = f"{p.paths.metrics}/nmt-{cell}.json"
     encoder = f"{m['layers']} × {m['hidden']} {cell.upper()}" + (", bidirectional" if m["bidirectional"] else "")
-    results = [Metric(f"test BLEU ({scores.get('decode', '')})", scores["bleu"], band(noise, file, "bleu"),
+    results = [Metric(f"test BLEU ({scores.get('decode', '')})", scores["bleu"], band_of(noise, file, "bleu"),
                       f"sacrebleu `{scores.get('bleu_signature', '')}`".replace("|", "\\|")),
-               Metric("test chrF", scores["chrf"], band(noise, file, "chrf")),
-               Metric("test BLEU, greedy", scores.get("bleu_greedy", "–"), band(noise, file, "bleu_greedy")),
-               Metric("dev BLEU", scores["valid_bleu"], band(noise, file, "valid_bleu")),
-               Metric("test perplexity (per target token)", scores["perplexity"], band(noise, file, "perplexity")),
-               Metric("test token accuracy (teacher-forced)", scores["accuracy"], band(noise, file, "accuracy"))]
+               Metric("test chrF", scores["chrf"], band_of(noise, file, "chrf")),
+               Metric("test BLEU, greedy", scores.get("bleu_greedy", "–"), band_of(noise, file, "bleu_greedy")),
+               Metric("dev BLEU", scores["valid_bleu"], band_of(noise, file, "valid_bleu")),
+               Metric("test perplexity (per target token)", scores["perplexity"], band_of(noise, file, "perplexity")),
+               Metric("test token accuracy (teacher-forced)", scores["accuracy"], band_of(noise, file, "accuracy"))]
     return Card(
         name=f"nmt-{cell}", title=f"{src}→{trg} translator, {cell.upper()} seq2seq with {m['attention']} attention",
         summary=(f"{_a(cell.upper(), capital=True)} encoder-decoder with {m['attention']} attention that translates "
@@ -218,7 +215,7 @@ def nmt_card(cell: str, config: Mapping[str, Any], parameters: int, scores: Mapp
                      "Tatoeba's sentences are short, simple and often about a few recurring people (Tom, Mary); "
                      "the model reproduces that register and its biases, such as gendered defaults.",
                      "Words outside the training vocabulary come out as `<unk>`.",
-                     "Single numbers move with the training seed by about the ± above."],
+                     SEED_NOTE],
         reproduce=[f"dvc repro evaluate_nmt@{cell}",
                    f"rnnpipe translate {p.paths.models}/{cell} \"I'm hungry.\""],
     )
@@ -245,16 +242,16 @@ def charlm_card(cell: str, config: Mapping[str, Any], parameters: int, scores: M
                        f"({p.data.valid_fraction:.0%}) validate"},
         training={**_training(p.train), "window (truncated BPTT)": f"{p.train.seq_len} characters",
                   "streams": f"{p.train.batch_size} parallel streams, each carrying its state"},
-        results=[Metric("validation loss (nats/char)", scores["valid_loss"], band(noise, file, "valid_loss"),
+        results=[Metric("validation loss (nats/char)", scores["valid_loss"], band_of(noise, file, "valid_loss"),
                         "the state carried through the whole held-out text"),
-                 Metric("validation bits/char", scores["valid_bpc"], band(noise, file, "valid_bpc"), "nats ÷ ln 2")],
+                 Metric("validation bits/char", scores["valid_bpc"], band_of(noise, file, "valid_bpc"), "nats ÷ ln 2")],
         noise=noise_source(noise), provenance=scores.get("provenance", {}),
         uses="Generating text in the style of its training text, and studying recurrent language models.",
         out_of_scope="Facts, advice, or any text presented as written by a person.",
         limitations=["It has learnt spelling, names and layout, not meaning: its samples are plausible-looking "
                      "nonsense.",
                      "It reproduces its training text's language, period and register.",
-                     "Single numbers move with the training seed by about the ± above."],
+                     SEED_NOTE],
         reproduce=[f"dvc repro evaluate_charlm@{cell}",
                    f"rnnpipe generate {p.paths.models}/{cell} --prime \"ROMEO:\" --length 300"],
     )
@@ -270,17 +267,17 @@ def forecast_card(cell: str, config: Mapping[str, Any], parameters: int, scores:
                "It beats the naive forecast on these windows, by less than many single changes move it")
     spread = (f"; each seed's network alone scored {scores['seed_mae_min']:,.2f} … {scores['seed_mae_max']:,.2f}"
               if "seed_mae_min" in scores else "")
-    results = [Metric("MAE, USD", scores["mae"], band(noise, file, "mae"), f"the mean of {len(seeds)} networks"
+    results = [Metric("MAE, USD", scores["mae"], band_of(noise, file, "mae"), f"the mean of {len(seeds)} networks"
                       + spread),
-               Metric("MAE of the naive forecast", scores["naive_mae"], band(noise, file, "naive_mae")),
-               Metric("MAE ÷ naive's", ratio, band(noise, file, "mae_vs_naive"), "below 1: better than naive"),
-               Metric("MASE", scores["mase"], band(noise, file, "mase")),
+               Metric("MAE of the naive forecast", scores["naive_mae"], band_of(noise, file, "naive_mae")),
+               Metric("MAE ÷ naive's", ratio, band_of(noise, file, "mae_vs_naive"), "below 1: better than naive"),
+               Metric("MASE", scores["mase"], band_of(noise, file, "mase")),
                Metric("horizons (of 40) where it beats naive", scores["horizons_beating_naive"],
-                      band(noise, file, "horizons_beating_naive"))]
-    results += [Metric(f"{name} MAE", scores[f"{name}_mae"], band(noise, file, f"{name}_mae"))
+                      band_of(noise, file, "horizons_beating_naive"))]
+    results += [Metric(f"{name} MAE", scores[f"{name}_mae"], band_of(noise, file, f"{name}_mae"))
                 for name in ("autoets", "autoarima", "autotheta", "drift") if f"{name}_mae" in scores]
     results += [Metric(f"coverage of the {level} % interval", scores[f"model_coverage{level}"],
-                       band(noise, file, f"model_coverage{level}"), f"nominal 0.{level}")
+                       band_of(noise, file, f"model_coverage{level}"), f"nominal 0.{level}")
                 for level in (80, 95) if f"model_coverage{level}" in scores]
     features = ", ".join(config.get("features", []))
     return Card(
