@@ -56,6 +56,7 @@ Kernel = Literal["auto", "scan", "onednn", "cudnn"]
 Schedule = Literal["constant", "luong234", "cosine", "warmup_linear", "warmup_cosine", "exponential"]
 # Luong dot | general | scaled, Bahdanau additive (pipeline.models.attention)
 Attention = Literal["none", "dot", "general", "scaled", "bahdanau"]
+Initializer = Literal["flax", "uniform", "keras", "tf"]
 
 
 def attention_problem(attention: str, bidirectional: bool, input_feeding: bool, prefix: str = "") -> str | None:
@@ -198,12 +199,17 @@ class NmtData:
     test_size: PosInt  # held-out source sentences for test, unseen in training
     min_freq: NonNegInt  # tokens seen fewer times in training map to <unk>
     buckets: tuple[PosInt, ...]  # padded lengths, </s> included, strictly ascending: one compiled shape per bucket
+    long: Literal["drop", "truncate"]  # what the max_len filter does to a longer pair: drop it, or cut each side to
+                                       # max_len tokens (tensorflow/nmt's src_max_len and tgt_max_len)
     empty_lines: Literal["error", "drop"]  # iwslt: a pair with an empty side is refused, or dropped and counted
                                            # (tensorflow/nmt drops them); the count is in prepared/stats.json
 
     def cross_check(self, section: str) -> str | None:
         if list(self.buckets) != sorted(set(self.buckets)):
             return f"'{section}.buckets' is {list(self.buckets)}; it must be strictly ascending"
+        if self.long == "truncate" and self.level == "subword":
+            return (f"'{section}.long' is 'truncate' with '{section}.level' 'subword': subword pairs are filtered "
+                    "by the pieces that fit the widest bucket; truncate works on word, char and space tokens")
         if self.buckets[-1] < self.max_len + 1:
             return (f"'{section}.buckets' ends at {self.buckets[-1]}, but '{section}.max_len' + 1 = "
                     f"{self.max_len + 1} must fit (the longest sentence and its </s>)")
@@ -217,20 +223,41 @@ class NmtModel:
                                            # embeddings)
     embed: PosInt  # embedding width (input: embedding)
     hidden: PosInt  # units per recurrent layer (each direction)
-    layers: PosInt  # stacked recurrent layers, in the encoder and in the decoder
+    layers: PosInt  # stacked recurrent layers in the decoder, and in the encoder unless encoder_layers says otherwise
+    encoder_layers: NonNegInt  # the encoder's stacked layers (each direction); 0: the same as layers
     bidirectional: bool  # a bidirectional encoder (dot attention needs a unidirectional one)
+    bridge: Literal["dense", "copy"]  # how the encoder's final states start the decoder: dense (a learned dense +
+                                      # tanh per state) | copy (as they are: Keras and tensorflow/nmt; a bidirectional
+                                      # layer's forward and backward states start two decoder layers)
     attention: Attention  # none | dot | general | scaled (Luong) | bahdanau (additive)
     input_feeding: bool  # feed the previous attentional vector into the next decoder step (Luong et al.); needs
                          # attention
     tie_embeddings: bool  # the output layer shares the target embedding matrix (hidden -> embed -> vocab)
-    dropout: Rate  # dropout between layers and before the output layer
+    dropout: Rate  # the dropout rate, where dropout_on says
+    dropout_on: Literal["layers", "cell_inputs"]  # layers: the embeddings, between layers and before the output |
+                                                  # cell_inputs: every cell's input, the fed attentional vector
+                                                  # included, none before the output (tensorflow/nmt's DropoutWrapper)
     precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
     kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32, unpadded) | cudnn (NVIDIA GPU, float32)
     forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
+    initializer: Initializer  # the initial weights: flax | uniform (every weight in +-init_scale: tensorflow/nmt) |
+                              # keras (Glorot kernels, orthogonal recurrent ones) | tf (TF1's Glorot over each layer's
+                              # joined input and recurrent kernel; output layer normal with std init_scale)
+    init_scale: PosFloat  # uniform: the bound; tf: the output layer's standard deviation; unused otherwise
 
     def cross_check(self, section: str) -> str | None:
         if problem := _kernel_check(self, section):
             return problem
+        depth = self.encoder_layers or self.layers
+        if self.bridge == "dense" and depth != self.layers:
+            return (f"'{section}.encoder_layers' is {depth} but '{section}.layers' is {self.layers} with "
+                    f"'{section}.bridge' dense: the dense bridge maps each encoder layer to its decoder layer; "
+                    "set bridge: copy or make the depths equal")
+        states = depth * (2 if self.bidirectional else 1)
+        if self.bridge == "copy" and states != self.layers:
+            return (f"'{section}.bridge' is 'copy', so the encoder's {states} final state(s) "
+                    f"('{section}.encoder_layers' {depth}{', bidirectional' if self.bidirectional else ''}) must start "
+                    f"'{section}.layers' = {self.layers} decoder layers one for one")
         if self.input == "onehot" and self.tie_embeddings:
             return (f"'{section}.input' is 'onehot' with '{section}.tie_embeddings' true: one-hot "
                     "inputs have no embedding matrix to share with the output layer")
@@ -253,8 +280,10 @@ class NmtTrain:
     start_decay_step: NonNegInt  # exponential only: ... from this update on (tensorflow/nmt's keys)
     clip_norm: PosFloat  # clip the gradient to this global norm
     label_smoothing: Rate  # smoothing of the training loss's targets (the validation loss stays plain)
-    loss_normalization: Literal["token", "sentence"]  # the training loss averaged over target tokens, or summed
-                                                  # per sentence and averaged over sentences (tensorflow/nmt)
+    loss_normalization: Literal["token", "sentence", "padded"]  # the training loss averaged over target tokens |
+                                                  # summed per sentence and averaged over sentences (tensorflow/nmt) |
+                                                  # summed and divided by batch x (max_len + 1) positions, padding
+                                                  # scoring 0 (Keras's loss over padded one-hot targets)
     ema_decay: Rate  # 0: off; else evaluate, keep and save a moving average of the weights
     log_every: PosInt  # steps between curve rows and dev evaluations (loss and greedy dev BLEU); the best dev BLEU is
                        # kept
@@ -310,6 +339,8 @@ class CharlmModel:
     precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
     kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32) | cudnn (NVIDIA GPU, float32)
     forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
+    initializer: Initializer  # the initial weights: flax | uniform | keras | tf (as in nmt.model.initializer)
+    init_scale: PosFloat  # uniform: the bound; tf: the output layer's standard deviation; unused otherwise
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)
@@ -383,6 +414,7 @@ class ForecastData:
     input_len: PosInt  # days the encoder reads
     output_len: PosInt  # days forecast (the horizon)
     stride: PosInt  # days between consecutive windows' starts
+    std_factor: PosFloat  # each window is scaled by this many standard deviations of its input (the notebook: 2.5)
     test_fraction: Fraction  # the chronological tail held out for test; training windows end a whole window before it
 
     def cross_check(self, section: str) -> str | None:
@@ -404,6 +436,11 @@ class ForecastModel:
     precision: Precision  # float32 | bfloat16 recurrent matmuls (carries stay float32; for accelerators)
     kernel: Kernel  # how LSTM layers run: auto | scan | onednn (CPU, float32) | cudnn (NVIDIA GPU, float32)
     forget_bias: float  # the LSTM forget gate's initial bias (GRU ignores it)
+    architecture: Literal["delta", "notebook"]  # delta: the decoder reads a clock and forecasts the change from the
+                                                # last day | notebook: the seq2seq-signal-prediction notebook's (the
+                                                # decoder reads GO and the input shifted; a scaled linear output)
+    initializer: Initializer  # the initial weights: flax | uniform | keras | tf (as in nmt.model.initializer)
+    init_scale: PosFloat  # uniform: the bound; tf: the output layer's standard deviation; unused otherwise
 
     def cross_check(self, section: str) -> str | None:
         return _kernel_check(self, section)
@@ -483,7 +520,12 @@ class Forecast:
     serve: ForecastServe
 
     def cross_check(self, section: str) -> str | None:
-        """The backtest and the refresh name a cell the pipeline trains."""
+        """The backtest and the refresh name a cell the pipeline trains; the notebook's
+        decoder reads the input window, so it is as long as the horizon."""
+        if self.model.architecture == "notebook" and self.data.input_len != self.data.output_len:
+            return (f"'{section}.model.architecture' is 'notebook', whose decoder reads the input window shifted by "
+                    f"a day, so '{section}.data.input_len' ({self.data.input_len}) must equal "
+                    f"'{section}.data.output_len' ({self.data.output_len})")
         cells = list(self.model.cells)
         for key, cell, what in (("backtest.cell", self.backtest.cell, "the backtest retrains"),
                                 ("serve.cell", self.serve.cell, "the scheduled refresh retrains and serves")):
@@ -520,10 +562,13 @@ class Params:
         return None
 
 
+INIT_FIELDS = ("initializer", "init_scale")  # used once, when training starts (pipeline.models.initializers)
+
+
 def model_kwargs(model: NmtModel | CharlmModel | ForecastModel, cell: str) -> dict[str, Any]:
     """A ``<workload>.model`` section as constructor arguments, with one ``cell``
     (a DVC matrix branch) in place of the ``cells`` list."""
-    fields = {k: v for k, v in dataclasses.asdict(model).items() if k != "cells"}
+    fields = {k: v for k, v in dataclasses.asdict(model).items() if k not in ("cells", *INIT_FIELDS)}
     return {"cell": cell, **fields}
 
 

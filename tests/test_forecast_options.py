@@ -20,6 +20,7 @@ import pytest
 from pipeline import artifacts
 from pipeline import params as P
 from pipeline.data import windows
+from pipeline.inference import forecasting
 from pipeline.models.forecaster import Forecaster
 from pipeline.sources import ecb
 from pipeline.stages import prepare_forecast
@@ -46,6 +47,10 @@ def forecast_params(tiny_params_dict, **forecast) -> P.Params:
     ({"train": {"loss": "l2"}}, r"'forecast.train.loss' is 'l2'; expected one of mae, mse, l2_loss"),
     ({"train": {"decay": "biases"}}, r"'forecast.train.decay' is 'biases'; expected one of all, weights"),
     ({"train": {"heldout_loss": "yes"}}, r"'forecast.train.heldout_loss' must be bool"),
+    ({"model": {"architecture": "notebook"}, "data": {"input_len": 30}},
+     r"'forecast.model.architecture' is 'notebook', whose decoder reads the input window shifted by a day, so "
+     r"'forecast.data.input_len' \(30\) must equal 'forecast.data.output_len' \(40\)"),
+    ({"data": {"std_factor": 0}}, r"'forecast.data.std_factor' is 0"),
 ])
 def test_loader_rejects_bad_forecaster_settings(real_params_dict, change, message):
     with pytest.raises(P.ParamsError, match=message):
@@ -119,6 +124,60 @@ def test_two_series_are_forecast_and_scored(two_series):
     assert m["close_EUR_mae"] < m["mae"]  # EUR prices are smaller than USD prices
     curve = (path / "dvclive/forecast-gru/plots/metrics/valid/loss.tsv").read_text().splitlines()
     assert curve[0] == "step\tloss" and len(curve) == 1 + params.forecast.train.steps // params.forecast.train.log_every
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_every_forecast_series_gets_its_own_intervals_metrics_and_plots(two_series, monkeypatch):
+    path, params = two_series
+    monkeypatch.chdir(path)
+    horizon = params.forecast.data.output_len
+    config = artifacts.read_json("models/forecast/gru/config.json")
+    eur = config["series_intervals"]["close_EUR"]
+    assert set(eur) == {"80", "95"} and all(len(w) == horizon for w in eur.values())
+    assert all(hi >= lo > 0 for lo, hi in zip(eur["80"], eur["95"], strict=True))
+    assert eur != config["intervals"]  # calibrated on EUR's own errors
+
+    # the EUR bands are EUR's widths times EUR's own naive scale, around the EUR forecast
+    loaded = forecasting.load("models/forecast/gru")
+    data = artifacts.read_npz("data/prepared/forecast/windows.npz")
+    scored = forecasting.on_windows(loaded, data["series"], data["test_starts"])
+    lo, hi = forecasting.intervals(loaded, scored.inputs, scored.pred[..., 1], series=1)[80]
+    half = windows.naive_scale(scored.inputs, 1)[:, None] * np.asarray(eur["80"])[None, :]
+    np.testing.assert_allclose(hi - scored.pred[..., 1], half, rtol=1e-6)
+    np.testing.assert_allclose(scored.pred[..., 1] - lo, half, rtol=1e-6)
+
+    m = artifacts.read_json("metrics/forecast-gru.json")
+    bands = forecasting.intervals(loaded, scored.inputs, scored.pred[..., 1], series=1)
+    for level in (80, 95):
+        inside = np.mean((scored.truth[..., 1] >= bands[level][0]) & (scored.truth[..., 1] <= bands[level][1]))
+        assert m[f"close_EUR_model_coverage{level}"] == pytest.approx(inside, abs=1e-4)
+        assert m[f"close_EUR_model_interval_score{level}"] > 0
+    assert m["close_EUR_mae_vs_naive"] == pytest.approx(m["close_EUR_mae"] / m["close_EUR_naive_mae"], abs=1e-3)
+    assert 0 <= m["close_EUR_horizons_beating_naive"] <= horizon
+    by_h = artifacts.read_json("metrics/forecast-gru-horizon.json")["series"]["close_EUR"]
+    assert len(by_h["model"]["mae"]) == len(by_h["model"]["coverage95"]) == len(by_h["naive"]["mae"]) == horizon
+    width, _ = png_size(path / "plots/forecast-gru.png")
+    assert width > 1.5 * 9 * 90  # a column of panels per series
+
+    # rnnpipe forecast, which the refresh flow's latest.* come from
+    from pipeline.commands import forecast as forecast_command
+    result = forecast_command.write("models/forecast/gru", "data/prepared/forecast", path / "out/latest", png=True)
+    assert list(result["series"]) == ["close", "close_EUR"]
+    euro = result["series"]["close_EUR"]
+    assert len(euro["forecast"]) == horizon and euro["naive"] == pytest.approx(float(data["series"][-1, 1]), abs=0.01)
+    assert all(a <= f <= b for a, f, b in zip(euro["intervals"]["95"]["lo"], euro["forecast"],
+                                              euro["intervals"]["95"]["hi"], strict=True))
+    header = (path / "out/latest.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["date", "forecast"] and {"close_EUR_forecast", "close_EUR_lo80", "close_EUR_hi95",
+                                                   "close_EUR_naive"} <= set(header)
+    _, height = png_size(path / "out/latest.png")
+    assert height > 1.5 * 3.2 * 90  # a panel per series
 
 
 def test_heldout_loss_is_the_loss_on_the_test_windows(two_series):
@@ -220,3 +279,49 @@ def test_the_notebooks_l2_loss_and_regularisation_reach_the_training_loss(tiny_p
     assert float(train) == pytest.approx(float(expected), rel=1e-5)
     held, _ = loss_fn(prm, {"inputs": x, "targets": y}, None, jax.random.key(0), False)
     assert float(held) == pytest.approx(float(jnp.mean(err ** 2)), rel=1e-5)  # evaluation: the error alone
+
+
+# --- the seed notebook's own model ---------------------------------------------------------
+def test_notebook_architecture_is_basic_rnn_seq2seq_on_the_shifted_inputs():
+    from pipeline.models.rnn import StackedRNN
+
+    model = Forecaster(cell="gru", hidden=6, layers=2, dropout=0.0, output_len=5, outputs=2, architecture="notebook")
+    x = jax.random.normal(jax.random.key(0), (3, 5, 2))
+    params = model.init(jax.random.key(1), x)["params"]
+    assert {"w_out", "b_out", "output_scale"} <= set(params) and "project" not in params
+    rnn = StackedRNN("gru", 6, 2)
+    carries, _ = rnn.apply({"params": params["encoder"]}, x)
+    shifted = jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)  # GO, then the inputs a day late
+    _, h = rnn.apply({"params": params["decoder"]}, shifted, None, carries)
+    want = params["output_scale"] * (h @ params["w_out"] + params["b_out"])
+    np.testing.assert_allclose(model.apply({"params": params}, x), want, rtol=1e-5, atol=1e-6)
+    mask = optim.weights_only(params)  # the notebook regularised w_out and b_out, not its gain or the GRU biases
+    assert mask["w_out"] and mask["b_out"] and not mask["output_scale"]
+    assert not mask["encoder"]["layer0"]["bi"] and mask["encoder"]["layer0"]["wh"]
+
+
+def test_std_factor_and_initializer_reach_training_and_forecasting(tiny_params_dict):
+    p = forecast_params(tiny_params_dict, data={"std_factor": 2.5},
+                        model={"architecture": "notebook", "initializer": "tf"}).forecast
+    rng = np.random.default_rng(0)
+    series = (1000 + np.cumsum(rng.normal(size=(400, 1)), axis=0)).astype(np.float32)
+    starts = np.arange(0, 300, 7)
+    job, config = forecast_job.make_job(p, "gru", series, starts, "t")
+    x, y = windows.gather(series, starts, p.data.input_len, p.data.output_len)
+    batch = next(job.batches)
+    spread = np.std(x, axis=1)[:, None, :] + windows.EPS
+    scaled_x = ((x - x.mean(axis=1, keepdims=True)) / (2.5 * spread)).astype(np.float32)
+    assert any(np.allclose(batch["inputs"][0], w, atol=1e-5) for w in scaled_x)  # 2.5 standard deviations
+    assert config["std_factor"] == 2.5
+    hidden = p.model.hidden
+    for part in ("encoder", "decoder"):
+        bias = np.asarray(job.state.params[part]["layer0"]["bi"])
+        assert (bias[: 2 * hidden] == 1.0).all() and not bias[2 * hidden:].any()  # TF1's GRUCell gate biases
+    # forecasting scales the windows the same way, and undoes it on the way out
+    members = [job.state.params]
+    model = Forecaster(**config["model"])
+    got = forecasting.forecast_members(model, members, x[:2], forecasting.std_factor(config))[0]
+    xn, _, mean, std = windows.normalize(x[:2], std_factor=2.5)
+    raw = np.asarray(model.apply({"params": members[0]}, xn))
+    np.testing.assert_allclose(got, raw * std[:, None, :1] + mean[:, None, :1], rtol=1e-5)
+    np.testing.assert_allclose(std, 2.5 * (np.std(x[:2], axis=1) + windows.EPS), rtol=1e-6)

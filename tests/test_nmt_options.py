@@ -48,7 +48,16 @@ def fixture_pairs() -> list[tuple[str, str]]:
     ({"nmt": {"data": {"empty_lines": "drop"}}}, r"'nmt.data.empty_lines' is 'drop', but 'sources.nmt.format' is "
                                                   r"'tsv': only the iwslt format"),
     ({"nmt": {"train": {"loss_normalization": "batch"}}},
-     r"'nmt.train.loss_normalization' is 'batch'; expected one of token, sentence"),
+     r"'nmt.train.loss_normalization' is 'batch'; expected one of token, sentence, padded"),
+    ({"nmt": {"model": {"encoder_layers": 2, "layers": 1}}},
+     r"'nmt.model.encoder_layers' is 2 but 'nmt.model.layers' is 1 with 'nmt.model.bridge' dense"),
+    ({"nmt": {"model": {"bridge": "copy", "bidirectional": True, "layers": 1}}},
+     r"'nmt.model.bridge' is 'copy', so the encoder's 2 final state\(s\) \('nmt.model.encoder_layers' 1, "
+     r"bidirectional\) must start 'nmt.model.layers' = 1"),
+    ({"nmt": {"data": {"long": "truncate", "level": "subword"}}},
+     r"'nmt.data.long' is 'truncate' with 'nmt.data.level' 'subword'"),
+    ({"nmt": {"model": {"initializer": "glorot"}}},
+     r"'nmt.model.initializer' is 'glorot'; expected one of flax, uniform, keras, tf"),
 ])
 def test_loader_rejects_impossible_translation_settings(real_params_dict, change, message):
     with pytest.raises(P.ParamsError, match=message):
@@ -88,7 +97,7 @@ def test_filter_train_scores_dev_and_test_whole(tiny_params_dict):
     pairs = fixture_pairs()
     longest = max(len(tokens.tokenize(x, "word")) for p in pairs for x in p)
     data = with_data(tiny_params_dict, filter="train", max_len=4, buckets=[3, 5]).nmt.data
-    splits, _, _, arrays, _ = prepare_nmt.prepare(pairs, data)
+    splits, _, _, arrays, _, _ = prepare_nmt.prepare(pairs, data)
     too_long = lambda rows: [p for p in rows if max(len(tokens.tokenize(x, "word")) for x in p) > 4]
     assert not too_long(splits["train"])
     assert too_long(splits["test"]) and too_long(splits["valid"])  # kept, not filtered
@@ -258,16 +267,37 @@ def test_sentence_normalisation_sums_over_tokens_and_averages_over_sentences(tin
                                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = {}
-    for norm in ("token", "sentence"):
+    for norm in ("token", "sentence", "padded"):
         params = tsv_params(tiny_params_dict, tmp_path, train={"loss_normalization": norm})
         prepare_nmt.run(params)
         job, _ = train_nmt.setup(params, "lstm")
         batch = next(job.batches)
         _, _, out = job.train_step(job.state, batch, job.carry, jax.random.key(0))
         seen[norm] = (float(out["loss"]), float(out["tokens"]), batch["trg"].shape[0])
-    (token, tokens, sentences), sentence = seen["token"], seen["sentence"][0]
+    (token, tokens, sentences), sentence, padded = seen["token"], seen["sentence"][0], seen["padded"][0]
     assert tokens > sentences  # so the two differ
     assert sentence == pytest.approx(token * tokens / sentences, rel=1e-5)
+    positions = params.nmt.data.max_len + 1  # Keras: every padded position counts, scoring 0
+    assert tokens < sentences * positions
+    assert padded == pytest.approx(token * tokens / (sentences * positions), rel=1e-5)
+
+
+def test_truncate_cuts_long_training_pairs_instead_of_dropping_them(tiny_params_dict):
+    pairs = fixture_pairs()
+    length = lambda x: len(tokens.tokenize(x, "word"))
+    long_pairs = [p for p in pairs if max(map(length, p)) > 4]
+    assert long_pairs
+    data = lambda long: with_data(tiny_params_dict, filter="train", max_len=4, buckets=[3, 5], long=long,
+                                  max_pairs=100000).nmt.data
+    dropped = prepare_nmt.prepare(pairs, data("drop"))
+    cut = prepare_nmt.prepare(pairs, data("truncate"))
+    assert not set(long_pairs) & set(dropped[0]["train"])
+    kept_long = [p for p in cut[0]["train"] if max(map(length, p)) > 4]
+    assert kept_long and cut[5]["train"] == len(kept_long) and cut[5]["valid"] == cut[5]["test"] == 0
+    assert len(cut[0]["train"]) == len(dropped[0]["train"]) + len(kept_long)
+    arrays = cut[3]["train"]
+    assert arrays["src"].shape[1] == 5 and arrays["src_len"].max() == 5 and arrays["trg_len"].max() == 5  # 4 + </s>
+    assert cut[0]["test"] == dropped[0]["test"] and dropped[5] == {"train": 0, "valid": 0, "test": 0}
 
 
 def test_exponential_decay_is_tensorflow_nmts_staircase(tiny_params_dict, tmp_path, monkeypatch):
@@ -279,3 +309,47 @@ def test_exponential_decay_is_tensorflow_nmts_staircase(tiny_params_dict, tmp_pa
     job, _ = train_nmt.setup(params, "lstm")
     rates = [float(job.learning_rate(u)) for u in range(9)]
     assert rates == [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 0.5]
+
+
+# --- how the encoder meets the decoder, and where dropout falls -----------------------------
+@pytest.mark.parametrize("bidirectional, encoder_layers, layers", [(False, 2, 2), (True, 1, 2)])
+def test_copy_bridge_starts_the_decoder_from_the_encoders_own_final_states(bidirectional, encoder_layers, layers):
+    """Keras and tensorflow/nmt: no bridge weights; a bidirectional layer's forward and backward
+    states start two decoder layers (tensorflow/nmt's 1 bidirectional layer under 2 decoder layers)."""
+    model = Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=8, layers=layers,
+                    encoder_layers=encoder_layers, bidirectional=bidirectional, attention="scaled", dropout=0.0,
+                    input_feeding=True, bridge="copy")
+    src, src_len, trg = jnp.array([[5, 6, 3, 0], [4, 4, 4, 3]]), jnp.array([3, 4]), jnp.array([[2, 7, 8]] * 2)
+    params = model.init(jax.random.key(0), src, src_len, trg)["params"]
+    assert not any(name.startswith("bridge") for name in params)
+    assert sorted(params["encoder"]) == sorted(
+        f"layer{i}{d}" for i in range(encoder_layers) for d in ("", "_reverse")[: 1 + bidirectional])
+
+    def both(m, src, src_len):
+        mask = jnp.arange(src.shape[1])[None, :] < src_len[:, None]
+        return m.encoder(m.src_embed(src), mask)[0], m.encode(src, src_len)["state"][0]
+
+    encoder_states, decoder_start = model.apply({"params": params}, src, src_len, method=both)
+    expected = [c for pair in encoder_states for c in pair] if bidirectional else encoder_states
+    assert len(decoder_start) == layers
+    for got, want in zip(decoder_start, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    logits = model.apply({"params": params}, src, src_len, trg)
+    assert logits.shape == (2, 3, 13) and np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("dropout_on, output_dropped", [("layers", True), ("cell_inputs", False)])
+def test_cell_input_dropout_leaves_the_output_layer_undropped(dropout_on, output_dropped):
+    """With every unit dropped, the output layer sees zeros (only its bias: every logit row the
+    same) where dropout falls before it, and the decoder's state where it does not."""
+    model = Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=8, layers=1, bidirectional=False,
+                    attention="none", dropout=1.0, bridge="copy", dropout_on=dropout_on, forget_bias=1.0)
+    src, src_len, trg = jnp.array([[5, 6, 3, 0], [4, 4, 4, 3]]), jnp.array([3, 4]), jnp.array([[2, 7, 8]] * 2)
+    params = model.init(jax.random.key(0), src, src_len, trg)["params"]
+    params["project"]["bias"] = jnp.arange(13.0)
+    # zero inputs and zero biases would leave every state at zero: give the gates a bias
+    params["encoder"]["layer0"]["bi"] = jax.random.normal(jax.random.key(2), params["encoder"]["layer0"]["bi"].shape)
+    logits = np.asarray(model.apply({"params": params}, src, src_len, trg, train=True,
+                                    rngs={"dropout": jax.random.key(1)})).reshape(-1, 13)
+    rows_equal = np.allclose(logits, logits[:1])
+    assert rows_equal == output_dropped

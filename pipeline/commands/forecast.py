@@ -10,7 +10,9 @@ and 95 % intervals (split conformal, from days the model's calibration twins did
 see; their coverage over the whole history is in metrics/backtest.json).
 ``--out PREFIX`` writes ``PREFIX.csv`` (date, forecast, lo80, hi80, lo95, hi95, naive)
 and ``PREFIX.json``, and with ``--png`` a plot of the recent history, the forecast and
-its bands. Refresh the data first with
+its bands. A model that forecasts several series (``forecast.data.targets``: EUR beside
+USD) gives each the same: its own columns (``close_EUR_forecast``, ``close_EUR_lo80``, ...),
+its entry under ``series`` in the JSON, and its own panel. Refresh the data first with
 ``dvc repro -f download@forecast && dvc repro prepare_forecast``.
 """
 
@@ -43,10 +45,12 @@ def last_stored_day(prepared: str | Path) -> str:
 
 
 def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
-    """``({"model", "last_day", "dates", "forecast", "naive", "intervals"}, plot inputs)``
-    for the days after the last stored one; ``intervals`` maps ``"80"`` and ``"95"`` to
+    """``({"model", "last_day", "dates", "forecast", "naive", "intervals", "series"}, plot
+    inputs)`` for the days after the last stored one. ``forecast``, ``naive`` and
+    ``intervals`` are the first series'; ``series`` maps every forecast series' name to its
+    own ``{"forecast", "naive", "intervals"}``. ``intervals`` maps ``"80"`` and ``"95"`` to
     ``{"lo", "hi"}`` lists (empty for a model saved without widths). The plot inputs are
-    ``(dates, close, future days, forecast, intervals)``."""
+    ``(dates, future days, one plots.Series per forecast series)``."""
     loaded = forecasting.load(model_dir)
     prepared = Path(prepared)
     forecasting.check(loaded, str(prepared), features=artifacts.read_json(prepared / "meta.json")["features"])
@@ -56,46 +60,52 @@ def forecast(model_dir: str | Path, prepared: str | Path) -> tuple[dict, tuple]:
         raise CheckpointError(f"{prepared}: {len(series)} days, fewer than the model's {n}-day input")
     inputs = series[-n:][None]
     every = forecasting.predict(loaded, inputs)[0]
-    pred = every[:, 0]
-    bands = {
-        level: (lo[0], hi[0]) for level, (lo, hi) in forecasting.intervals(loaded, inputs, pred[None]).items()
-    }  # the first forecast series; the others go to the JSON as "also"
+    panels, each = [], {}
+    for j, name in enumerate(loaded.targets):
+        pred = every[:, j]
+        bands = {level: (lo[0], hi[0])
+                 for level, (lo, hi) in forecasting.intervals(loaded, inputs, pred[None], series=j).items()}
+        panels.append(plots.Series(name, series[:, j], pred, float(series[-1, j]), bands))
+        each[name] = {"forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, j]), 2),
+                      "intervals": {str(level): {"lo": [round(float(v), 2) for v in lo],
+                                                 "hi": [round(float(v), 2) for v in hi]}
+                                    for level, (lo, hi) in bands.items()}}
     last = dt.date.fromisoformat(str(dates[-1]))
-    future = [last + dt.timedelta(days=h) for h in range(1, len(pred) + 1)]
+    future = [last + dt.timedelta(days=h) for h in range(1, len(every) + 1)]
+    first = each[loaded.targets[0]]
     result = {"model": str(model_dir), "last_day": last.isoformat(), "dates": [d.isoformat() for d in future],
-              "forecast": [round(float(v), 2) for v in pred], "naive": round(float(series[-1, 0]), 2),
-              "networks": len(loaded.members),
-              "intervals": {str(level): {"lo": [round(float(v), 2) for v in lo], "hi": [round(float(v), 2) for v in hi]}
-                            for level, (lo, hi) in bands.items()}}
-    if loaded.outputs > 1:
-        result["also"] = {
-            loaded.features[j]: [round(float(v), 2) for v in every[:, j]] for j in range(1, loaded.outputs)
-        }
-    return result, (dates, series[:, 0], future, pred, bands)
+              "forecast": first["forecast"], "naive": first["naive"], "networks": len(loaded.members),
+              "intervals": first["intervals"], "series": each}
+    return result, (dates, future, panels)
 
 
 def write(model_dir: str | Path, prepared: str | Path, prefix: str | Path, png: bool = False) -> dict:
     """The forecast as ``PREFIX.csv`` (date, forecast, interval bounds, naive) and
     ``PREFIX.json``, and with ``png`` a plot of the recent history, the forecast and its
     bands; returns the JSON's content."""
-    result, (dates, close, future, pred, bands) = forecast(model_dir, prepared)
+    result, (dates, future, panels) = forecast(model_dir, prepared)
     prefix = Path(prefix)
     artifacts.write_csv(prefix.with_suffix(".csv"), rows(result))
     artifacts.write_json(prefix.with_suffix(".json"), result)
     if png:
-        plots.save_future(prefix.with_suffix(".png"), dates, close, future, pred, result["naive"], bands,
-                          title=f"{model_dir}: {len(pred)} days after {result['last_day']}")
+        plots.save_future(prefix.with_suffix(".png"), dates, panels, future,
+                          title=f"{model_dir}: {len(future)} days after {result['last_day']}")
     return result
 
 
 def rows(result: dict) -> list[dict]:
-    """One row per day: date, forecast, ``lo<level>``/``hi<level>`` per interval, naive."""
+    """One row per day: date, forecast, ``lo<level>``/``hi<level>`` per interval, naive;
+    then the same for every other forecast series, each column prefixed by its name."""
     out = []
-    for i, (d, f) in enumerate(zip(result["dates"], result["forecast"], strict=True)):
-        row = {"date": d, "forecast": f}
-        for level, band in result["intervals"].items():
-            row.update({f"lo{level}": band["lo"][i], f"hi{level}": band["hi"][i]})
-        out.append({**row, "naive": result["naive"]})
+    names = list(result.get("series", {}))[1:]
+    for i, d in enumerate(result["dates"]):
+        row = {"date": d}
+        for prefix, one in [("", result), *((f"{name}_", result["series"][name]) for name in names)]:
+            row[f"{prefix}forecast"] = one["forecast"][i]
+            for level, band in one["intervals"].items():
+                row.update({f"{prefix}lo{level}": band["lo"][i], f"{prefix}hi{level}": band["hi"][i]})
+            row[f"{prefix}naive"] = one["naive"]
+        out.append(row)
     return out
 
 

@@ -68,8 +68,8 @@ def gather(series: np.ndarray, starts: np.ndarray, input_len: int, output_len: i
     return series[idx_in], series[idx_out, :targets]
 
 
-def normalize(inputs: np.ndarray, targets: np.ndarray | None = None):
-    """Scale each window by its own input mean and std, per feature.
+def normalize(inputs: np.ndarray, targets: np.ndarray | None = None, std_factor: float = 1.0):
+    """Scale each window by its own input mean and ``std_factor`` standard deviations, per feature.
 
     Returns ``(inputs_n, targets_n, mean, std)`` with ``mean``/``std`` <float32>[n, features];
     targets <f32>[n, horizon, k] are scaled with the statistics of the first k features.
@@ -77,6 +77,8 @@ def normalize(inputs: np.ndarray, targets: np.ndarray | None = None):
     """
     mean = inputs.mean(axis=1)
     std = inputs.std(axis=1) + EPS
+    if std_factor != 1.0:
+        std = std * np.float32(std_factor)
     inputs_n = (inputs - mean[:, None, :]) / std[:, None, :]
     targets_n = None
     if targets is not None:

@@ -40,9 +40,15 @@ class Loaded:
     features: tuple[str, ...]
     outputs: int  # the first this many features are forecast
     seeds: tuple[int, ...] = ()  # the members' seeds; () for a single network saved before ensembles
-    widths: dict[int, np.ndarray] | None = None  # conformal half-widths per level, in naive scales
+    widths: dict[int, np.ndarray] | None = None  # conformal half-widths per level, in naive scales (first series)
     kernel: str | None = None  # the recurrent kernel it trained on (None: saved before it was recorded)
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the model directory's config.json
+    series_widths: tuple[dict[int, np.ndarray] | None, ...] = ()  # the widths per forecast series (None: none saved)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The names of the forecast series, the first the one models are judged by."""
+        return self.features[: self.outputs]
 
 
 def ensemble_params(members: Sequence[Any]) -> dict[str, Any]:
@@ -59,12 +65,15 @@ def load(model_dir: str | Path) -> Loaded:
     params, config = load_model(model_dir)
     seeds = tuple(int(s) for s in config.get("seeds", ()))
     members = tuple(params[str(i)] for i in range(len(seeds))) if seeds else (params,)
-    widths = config.get("intervals")
-    if widths is not None:
-        widths = {int(level): np.asarray(w, np.float64) for level, w in widths.items()}
+    as_arrays = lambda widths: {int(level): np.asarray(w, np.float64) for level, w in widths.items()}
+    widths = as_arrays(config["intervals"]) if config.get("intervals") is not None else None
+    features, outputs = tuple(config["features"]), int(config["model"].get("outputs", 1))
+    others = config.get("series_intervals", {})  # absent before every series had its own
+    series_widths = (widths, *(as_arrays(others[name]) if name in others else None
+                               for name in features[1:outputs]))
     return Loaded(Path(model_dir), Forecaster(**config["model"]), members, int(config["input_len"]),
-                  int(config["model"]["output_len"]), tuple(config["features"]),
-                  int(config["model"].get("outputs", 1)), seeds, widths, config.get("kernel"), config)
+                  int(config["model"]["output_len"]), features, outputs, seeds, widths, config.get("kernel"), config,
+                  series_widths)
 
 
 def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: int | None = None,
@@ -83,10 +92,18 @@ def check(loaded: Loaded, against: str, *, features: Sequence[str], input_len: i
                               "retrain it, or prepare the data it was made for")
 
 
-def forecast_members(model: Forecaster, members: Sequence[Any], inputs: np.ndarray) -> np.ndarray:
+def std_factor(config: Mapping[str, Any]) -> float:
+    """How many input standard deviations a model's windows are scaled by (``config.json``'s
+    ``std_factor``, written when ``forecast.data.std_factor`` is not 1)."""
+    return float(config.get("std_factor", 1.0))
+
+
+def forecast_members(model: Forecaster, members: Sequence[Any], inputs: np.ndarray,
+                     factor: float = 1.0) -> np.ndarray:
     """Each network's forecasts in price units <float32>[members, n, horizon, outputs] for
-    raw input windows <f32>[n, input_len, features]."""
-    inputs_n, _, mean, std = windows.normalize(inputs)
+    raw input windows <f32>[n, input_len, features], scaled by ``factor`` standard
+    deviations as the networks were trained (:func:`std_factor`)."""
+    inputs_n, _, mean, std = windows.normalize(inputs, std_factor=factor)
     return np.stack([windows.denormalize(np.asarray(model.apply({"params": m}, inputs_n)), mean, std)
                      for m in members])
 
@@ -94,16 +111,18 @@ def forecast_members(model: Forecaster, members: Sequence[Any], inputs: np.ndarr
 def predict(loaded: Loaded, inputs: np.ndarray) -> np.ndarray:
     """Forecasts in price units <float32>[n, horizon, outputs] for raw input windows
     <f32>[n, input_len, features]: the mean of the members' forecasts."""
-    return forecast_members(loaded.model, loaded.members, inputs).mean(axis=0)
+    return forecast_members(loaded.model, loaded.members, inputs, std_factor(loaded.config)).mean(axis=0)
 
 
-def intervals(loaded: Loaded, inputs: np.ndarray, pred: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def intervals(loaded: Loaded, inputs: np.ndarray, pred: np.ndarray,
+              series: int = 0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """The model's conformal ``(lo, hi)`` <float64>[n, horizon] per level around ``pred``
-    <f>[n, horizon] (the first forecast series) for these input windows; {} for a model
-    saved without interval widths."""
-    if not loaded.widths:
+    <f>[n, horizon], the forecast of ``series`` (0: the first), for these input windows,
+    scaled by that series' naive scale; {} for a model saved without that series' widths."""
+    widths = loaded.series_widths[series] if series < len(loaded.series_widths) else None
+    if not widths:
         return {}
-    return conformal.intervals(pred, windows.naive_scale(inputs), loaded.widths)
+    return conformal.intervals(pred, windows.naive_scale(inputs, series), widths)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Encoder-decoder translator: the tensorflow/nmt and JoeyNMT family on one recurrent core.
 
-- encoder: stacked LSTM/GRU, optionally bidirectional; a learned bridge maps its final
-  state to the decoder's initial state;
+- encoder: stacked LSTM/GRU, optionally bidirectional, as deep as the decoder or not;
+  its final states start the decoder through a learned bridge (``bridge="dense"``) or as
+  they are (``"copy"``, Keras's and tensorflow/nmt's: a bidirectional layer's forward and
+  backward states start two consecutive decoder layers);
 - attention (:mod:`pipeline.models.attention`): ``none``, Luong ``dot``, ``general``,
   ``scaled`` or Bahdanau ``bahdanau``; the model holds one attention module and asks
   it for the keys and the attentional vector;
@@ -11,7 +13,11 @@
   ``lax.scan`` whose body calls the same cell step functions;
 - tied embeddings: the output layer reuses the target embedding matrix;
 - one-hot inputs (``input="onehot"``): tokens enter the recurrences as one-hot vectors,
-  as in the Keras ``lstm_seq2seq``, instead of through embedding matrices.
+  as in the Keras ``lstm_seq2seq``, instead of through embedding matrices;
+- dropout (``dropout_on``): on the embeddings, between layers and before the output layer
+  (``"layers"``), or on every cell's input and not before the output layer
+  (``"cell_inputs"``, tensorflow/nmt's ``DropoutWrapper``; the fed attentional vector is
+  part of the first decoder cell's input).
 
 The decoder state is ``(carries, feed)`` where ``feed`` is the last attentional vector
 <f32>[batch, hidden]; ``decode_step`` maps ``(state, token) -> (state, logits)``, the
@@ -63,6 +69,9 @@ class Seq2Seq(nn.Module):
     kernel: Kernel = "auto"  # LSTM layers on the scan, oneDNN or cuDNN (pipeline.models.rnn.use_onednn, use_cudnn)
     input: str = "embedding"  # embedding | onehot (then `embed` is unused)
     forget_bias: float = 1.0  # the LSTM forget gate's initial bias, encoder and decoder
+    encoder_layers: int = 0  # the encoder's depth; 0: `layers`
+    bridge: str = "dense"  # dense | copy: how the encoder's final states start the decoder
+    dropout_on: str = "layers"  # layers | cell_inputs (see the module docstring)
 
     def setup(self):
         memory_width = self.hidden * (2 if self.bidirectional else 1)
@@ -82,11 +91,12 @@ class Seq2Seq(nn.Module):
             self.trg_embed = lambda ids: jax.nn.one_hot(ids, self.trg_vocab)
         width = self.embed if self.input == "embedding" else self.trg_vocab
         self.encoder = StackedRNN(
-            self.cell, self.hidden, self.layers, self.dropout, self.bidirectional, self.precision, self.kernel,
-            self.forget_bias,
+            self.cell, self.hidden, self.encoder_layers or self.layers, self.dropout, self.bidirectional,
+            self.precision, self.kernel, self.forget_bias,
         )
-        parts = 2 if self.cell == "lstm" else 1
-        self.bridge = [nn.Dense(self.hidden) for _ in range(self.layers * parts)]
+        if self.bridge == "dense":
+            parts = 2 if self.cell == "lstm" else 1
+            self.bridge_dense = [nn.Dense(self.hidden, name=f"bridge_{i}") for i in range(self.layers * parts)]
         first_in = width + (self.hidden if self.input_feeding else 0)
         self.decoder = [
             LayerWeights(self.cell, self.hidden, first_in if i == 0 else self.hidden, self.forget_bias)
@@ -119,15 +129,19 @@ class Seq2Seq(nn.Module):
         mask = jnp.arange(src.shape[1])[None, :] < src_len[:, None]
         x = self.drop(self.src_embed(src), deterministic=not train)
         enc_carries, memory = self.encoder(x, mask, train=train)
-        if self.bidirectional:
-            enc_carries = [
-                jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], -1), fw, bw)
-                for fw, bw in enc_carries
-            ]
-        leaves, treedef = jax.tree_util.tree_flatten(enc_carries)
-        carries = jax.tree_util.tree_unflatten(
-            treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge, leaves, strict=True)]
-        )
+        if self.bridge == "copy":
+            # one decoder layer per final state: a bidirectional layer's forward, then its backward
+            carries = [c for pair in enc_carries for c in pair] if self.bidirectional else list(enc_carries)
+        else:
+            if self.bidirectional:
+                enc_carries = [
+                    jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], -1), fw, bw)
+                    for fw, bw in enc_carries
+                ]
+            leaves, treedef = jax.tree_util.tree_flatten(enc_carries)
+            carries = jax.tree_util.tree_unflatten(
+                treedef, [jnp.tanh(dense(leaf)) for dense, leaf in zip(self.bridge_dense, leaves, strict=True)]
+            )
         keys = self.attend.keys(memory)
         feed = jnp.zeros((src.shape[0], self.hidden), memory.dtype)
         return {"memory": memory, "keys": keys, "mask": mask, "state": (carries, feed)}
@@ -143,7 +157,8 @@ class Seq2Seq(nn.Module):
             state, h = self._fed(weights, y, enc, state, train)
         else:
             state, h = self._parallel(weights, y, enc, state, train)
-        h = self.drop(h, deterministic=not train)
+        if self.dropout_on == "layers":
+            h = self.drop(h, deterministic=not train)
         if self.tie_embeddings:
             return state, self.trg_embed.attend(self.to_embed(h)) + self.out_bias
         return state, self.project(h)
@@ -175,16 +190,22 @@ class Seq2Seq(nn.Module):
     def _fed(self, weights, y, enc, state, train):
         """Input feeding: one scan over time; each step reads the previous attentional vector."""
         keep = 1.0 - self.dropout
-        if train and self.dropout > 0 and self.layers > 1:
-            shape = (self.layers - 1, y.shape[1], y.shape[0], self.hidden)
+        # one mask per step for what enters layers 1.. (and, with cell_inputs, for the fed
+        # vector entering layer 0: masks[0] then, layers 1.. after it)
+        fed = self.dropout_on == "cell_inputs"
+        count = self.layers - 1 + fed
+        if train and self.dropout > 0 and count > 0:
+            shape = (count, y.shape[1], y.shape[0], self.hidden)
             masks = jax.random.bernoulli(self.make_rng("dropout"), keep, shape) / keep
         else:
-            masks = jnp.ones((self.layers - 1, y.shape[1], 1, 1), y.dtype)
+            masks = jnp.ones((count, y.shape[1], 1, 1), y.dtype)
         step = STEPS[self.cell]
 
         def body(state, inputs):
             carries, feed = state
             y_t, masks_t = inputs
+            if fed:
+                feed, masks_t = feed * masks_t[0], masks_t[1:]
             x, new_carries = jnp.concatenate([y_t, feed], -1), []
             for i, (wi, wh, bi, bh) in enumerate(weights):
                 if i > 0:

@@ -81,7 +81,7 @@ def network_forecasts(params: Params, series: np.ndarray, origins: np.ndarray
             raise ParamsError(str(err)) from None
         rows = slice(position, position + len(fold))
         every = forecasting.forecast_members(Forecaster(**trained.config["model"]), trained.members,
-                                             inputs[rows])[..., 0]
+                                             inputs[rows], forecasting.std_factor(trained.config))[..., 0]
         for name, got, widths in (("model", every.mean(axis=0), trained.widths),
                                   ("single", every[0], trained.single_widths)):
             if name not in pred:

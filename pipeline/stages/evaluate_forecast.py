@@ -6,6 +6,11 @@ coverage and interval score of the model's conformal and the baselines' 80 % and
 prediction intervals; the per-horizon numbers go to
 ``metrics/forecast-<cell>-horizon.json`` and to the CSV that DVC plots.
 
+Every other forecast series (``forecast.data.targets`` > 1: EUR beside USD) gets the
+same against its own naive forecast, with keys prefixed by its name: errors, its
+conformal intervals' coverage and interval score, errors and coverage per horizon (under
+``series`` in the horizon file), and its own column of panels in the plot.
+
 For an ensemble, each network is scored alone too: ``seed_mae_min``/``max`` and
 ``mae_seed_spread`` (max - min; likewise for MASE) say how far the seed alone moves the
 error, and ``rnnpipe report`` calls a change to this model's metrics within that spread
@@ -44,7 +49,8 @@ def run(params: Params, cell: str) -> None:
         scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err.items()})
     truth = scored.truth[..., 0]
     if len(loaded.members) > 1:
-        alone = forecasting.forecast_members(loaded.model, loaded.members, scored.inputs)[..., 0]
+        alone = forecasting.forecast_members(loaded.model, loaded.members, scored.inputs,
+                                             forecasting.std_factor(loaded.config))[..., 0]
         for k in ("mae", "mase"):
             each = [float(forecasting.errors(scored, f)[k]) for f in alone]
             scores.update({f"seed_{k}_min": round(min(each), 4), f"seed_{k}_max": round(max(each), 4),
@@ -57,11 +63,26 @@ def run(params: Params, cell: str) -> None:
     scores["mae_vs_naive"] = round(float(model_err["mae"] / scores["naive_mae"]), 4)
     best = min(stored.points, key=lambda name: scores[f"{name}_mae"])
     scores["mae_vs_best_baseline"] = round(float(model_err["mae"] / scores[f"{best}_mae"]), 4)
-    for j, name in enumerate(p.data.features[1:p.data.targets], start=1):  # the other forecast series
+    extra, series_h = {}, {}  # the other forecast series: name -> (index, naive forecast, intervals)
+    for j, name in enumerate(loaded.targets[1:], start=1):
         naive_j = windows.naive_forecast(scored.inputs, p.data.output_len, j)
-        scores.update({f"{name}_{k}": round(float(v), 4) for k, v in forecasting.errors(scored, series=j).items()})
-        scores.update({f"{name}_naive_{k}": round(float(v), 4)
-                       for k, v in forecasting.errors(scored, naive_j, series=j).items()})
+        bounds_j = forecasting.intervals(loaded, scored.inputs, scored.pred[..., j], series=j)
+        extra[name] = (j, naive_j, bounds_j)
+        err_j, naive_err_j = forecasting.errors(scored, series=j), forecasting.errors(scored, naive_j, series=j)
+        scores.update({f"{name}_{k}": round(float(v), 4) for k, v in err_j.items()})
+        scores.update({f"{name}_naive_{k}": round(float(v), 4) for k, v in naive_err_j.items()})
+        scores[f"{name}_mae_vs_naive"] = round(float(err_j["mae"] / naive_err_j["mae"]), 4)
+        for level, (lo, hi) in bounds_j.items():
+            got = metrics.interval_scores(lo, hi, scored.truth[..., j], level)
+            scores.update({f"{name}_model_{k}{level}": round(float(got[k]), 4)
+                           for k in ("coverage", "interval_score")})
+        model_h = forecasting.errors(scored, axis=0, series=j)
+        for level, (lo, hi) in bounds_j.items():
+            model_h[f"coverage{level}"] = metrics.interval_scores(lo, hi, scored.truth[..., j], level,
+                                                                  axis=0)["coverage"]
+        naive_h = forecasting.errors(scored, naive_j, axis=0, series=j)
+        series_h[name] = {"model": model_h, "naive": naive_h}
+        scores[f"{name}_horizons_beating_naive"] = int(np.sum(model_h["mae"] < naive_h["mae"]))
 
     by_h = {"model": forecasting.errors(scored, axis=0)}
     by_h.update({name: forecasting.errors(scored, f, axis=0) for name, f in stored.points.items()})
@@ -79,6 +100,9 @@ def run(params: Params, cell: str) -> None:
     artifacts.write_json(Path(p.paths.metrics) / f"forecast-{cell}-horizon.json", provenance.stamped({
         "horizon": list(range(1, p.data.output_len + 1)), "model_beats_naive_at": beats,
         **{who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()} for who, errs in by_h.items()},
+        **({"series": {name: {who: {k: [round(float(x), 4) for x in v] for k, v in errs.items()}
+                              for who, errs in both.items()} for name, both in series_h.items()}}
+           if series_h else {}),
     }, loaded.kernel))
     naive = stored.points["naive"]
     rows = [
@@ -93,13 +117,20 @@ def run(params: Params, cell: str) -> None:
             for level in conformal.LEVELS}}
         for h in range(p.data.output_len)
     ]
+    for name, both in series_h.items():
+        for h, row in enumerate(rows):
+            row[f"{name}_mae"] = float(both["model"]["mae"][h])
+            row[f"{name}_naive_mae"] = float(both["naive"]["mae"][h])
     plot_dir = Path(p.paths.plots)
     artifacts.write_csv(plot_dir / f"forecast-{cell}-horizon.csv", rows)
     shown = np.linspace(0, len(starts) - 1, p.evaluate.plot_windows).astype(int)
-    plots.save_forecasts(
-        plot_dir / f"forecast-{cell}.png", data["dates"], data["series"][:, 0], starts[shown],
-        p.data.input_len, pred[shown], naive[shown], title=f"forecast@{cell}: test windows",
-    )
+    panels = [plots.Series(loaded.targets[0], data["series"][:, 0], pred[shown], naive[shown],
+                           {level: (lo[shown], hi[shown]) for level, (lo, hi) in model_bounds.items()})]
+    panels += [plots.Series(name, data["series"][:, j], scored.pred[shown, :, j], naive_j[shown],
+                            {level: (lo[shown], hi[shown]) for level, (lo, hi) in bounds_j.items()})
+               for name, (j, naive_j, bounds_j) in extra.items()]
+    plots.save_forecasts(plot_dir / f"forecast-{cell}.png", data["dates"], panels, starts[shown], p.data.input_len,
+                         title=f"forecast@{cell}: test windows")
     others = ", ".join(f"{name} {scores[f'{name}_mae']:.2f}" for name in stored.points if name != "naive")
     print(f"evaluate_forecast@{cell}: MAE {scores['mae']:.2f} vs naive {scores['naive_mae']:.2f} "
           f"(ratio {scores['mae_vs_naive']:.3f}), {others}; MASE {scores['mase']:.3f}; "
@@ -107,4 +138,8 @@ def run(params: Params, cell: str) -> None:
           + (f"; seeds alone: MAE {scores['seed_mae_min']:.2f}..{scores['seed_mae_max']:.2f}"
              if "seed_mae_min" in scores else "")
           + "".join(f"; {level} % interval coverage {scores[f'model_coverage{level}']:.3f}"
-                    for level in conformal.LEVELS if f"model_coverage{level}" in scores))
+                    for level in conformal.LEVELS if f"model_coverage{level}" in scores)
+          + "".join(f"; {name}: MAE {scores[f'{name}_mae']:.2f} vs naive {scores[f'{name}_naive_mae']:.2f}"
+                    + "".join(f", {level} % coverage {scores[f'{name}_model_coverage{level}']:.3f}"
+                              for level in conformal.LEVELS if f"{name}_model_coverage{level}" in scores)
+                    for name in extra))

@@ -26,7 +26,12 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
     pairs longer than ``max_len``: all of them, or training only, so that dev and test
     are scored whole and comparable with published numbers. ``data.pick`` says which
     ``max_pairs`` are kept. ``corpus_vocab`` (``{"src": tokens, "trg": tokens}``) replaces
-    the vocabularies built from training.
+    the vocabularies built from training. With ``data.long: truncate`` the filter cuts each
+    side of a longer pair to ``max_len`` tokens instead of dropping it (tensorflow/nmt's
+    ``src_max_len``/``tgt_max_len``); the text kept in the splits stays whole.
+
+    Returns ``(splits, src_vocab, trg_vocab, arrays, models, truncated)``, the last the
+    pairs cut per split.
     """
     cache: dict[str, list[str]] = {}
     filter_level = "word" if data.level == "subword" else data.level  # subwords: filter by words
@@ -36,8 +41,11 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
             cache[sentence] = tokens.tokenize(sentence, filter_level)
         return cache[sentence]
 
+    truncate = data.long == "truncate"
+
     def fitting(rows: Pairs) -> Pairs:
-        return [p for p in rows if all(0 < len(tok(x)) <= data.max_len for x in p)]
+        longest = float("inf") if truncate else data.max_len
+        return [p for p in rows if all(0 < len(tok(x)) <= longest for x in p)]
 
     def keep(rows: Pairs, cap: int) -> Pairs:
         if data.pick == "first":
@@ -78,6 +86,11 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
         toks = {name: [toks[name][i] for i in kept_rows[name]] for name in SPLITS}
     else:
         toks = {name: [(tok(s), tok(t)) for s, t in rows] for name, rows in splits.items()}
+    truncated = {name: 0 for name in SPLITS}
+    if truncate:
+        for name in SPLITS if everywhere else ("train",):
+            truncated[name] = sum(len(s) > data.max_len or len(t) > data.max_len for s, t in toks[name])
+            toks[name] = [(s[: data.max_len], t[: data.max_len]) for s, t in toks[name]]
     # an unfiltered split is padded to its own longest sentence
     widths = {name: max([widths[name], *(len(x) + 1 for pair in toks[name] for x in pair)]) for name in SPLITS}
     if corpus_vocab is not None:
@@ -88,7 +101,7 @@ def prepare(pairs: Pairs | dict[str, Pairs], data: NmtData, corpus_vocab: dict[s
         src_vocab = tokens.build_vocab((s for s, _ in toks["train"]), data.min_freq)
         trg_vocab = tokens.build_vocab((t for _, t in toks["train"]), data.min_freq)
     arrays = {name: tokens.encode_pairs(rows, src_vocab, trg_vocab, widths[name]) for name, rows in toks.items()}
-    return splits, src_vocab, trg_vocab, arrays, models
+    return splits, src_vocab, trg_vocab, arrays, models, truncated
 
 
 def read_pairs(params: Params) -> tuple[Pairs | dict[str, Pairs], dict[str, list[str]] | None, dict[str, int]]:
@@ -110,7 +123,7 @@ def read_pairs(params: Params) -> tuple[Pairs | dict[str, Pairs], dict[str, list
 
 def run(params: Params, variant: str | None = None) -> None:
     pairs, corpus_vocab, dropped = read_pairs(params)
-    splits, src_vocab, trg_vocab, arrays, models = prepare(pairs, params.nmt.data, corpus_vocab)
+    splits, src_vocab, trg_vocab, arrays, models, truncated = prepare(pairs, params.nmt.data, corpus_vocab)
     out = Path(params.nmt.paths.prepared)
     for name in SPLITS:
         artifacts.write_text(out / f"{name}.tsv", "".join(f"{s}\t{t}\n" for s, t in splits[name]))
@@ -127,8 +140,10 @@ def run(params: Params, variant: str | None = None) -> None:
     sizes = ", ".join(f"{n} {len(splits[n])}" for n in SPLITS)
     read = sum(map(len, pairs.values())) if isinstance(pairs, dict) else len(pairs)
     artifacts.write_json(out / "stats.json", {"pairs_read": read, "pairs": {n: len(splits[n]) for n in SPLITS},
-                                              "dropped_empty": dropped})
+                                              "dropped_empty": dropped, "truncated": truncated})
     empties = f"; {sum(dropped.values())} pair(s) with an empty side dropped ({dropped})" if any(dropped.values()) \
         else ""
+    if any(truncated.values()):
+        empties += f"; {sum(truncated.values())} pair(s) cut to {params.nmt.data.max_len} tokens ({truncated})"
     print(f"prepare_nmt: {read} pairs read{empties}; {sizes}; "
           f"vocab src {len(src_vocab)} / trg {len(trg_vocab)} -> {out}")

@@ -11,6 +11,7 @@ from pipeline import artifacts
 from pipeline.data import batches
 from pipeline.evaluation import heldout
 from pipeline.inference import sampler
+from pipeline.models import initializers
 from pipeline.models.charlm import CharLM
 from pipeline.models.rnn import initial_carries
 from pipeline.models.store import save_model
@@ -38,7 +39,8 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
                                t.start_decay_step)
     tx = optim.make_optimizer(rate, t.clip_norm)
     example = (np.zeros((t.batch_size, t.seq_len), np.int32), carry)
-    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)
+    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0,
+                               redraw=initializers.scheme(p.model, cell))
     loss_fn = charlm_loss(model)
     eval_step = heldout.make_eval_step(loss_fn)
 

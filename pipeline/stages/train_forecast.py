@@ -40,6 +40,9 @@ def run(params: Params, cell: str) -> None:
               "calibration": {"days": p.intervals.calibration_days,
                               "first_origin": str(dates[first + p.data.input_len]),
                               "last_origin": str(dates[last + p.data.input_len]), "windows": last - first + 1}}
+    if len(trained.series_widths) > 1:  # the other forecast series' widths, each in its own naive scale
+        config["series_intervals"] = {name: forecasting.interval_config(w) for name, w in
+                                      zip(p.data.features[1:], trained.series_widths[1:], strict=False)}
     save_model(Path(p.paths.models) / cell, forecasting.ensemble_params(trained.members), config)
     half = {level: float(np.mean(w)) for level, w in trained.widths.items()}
     print(f"train_forecast@{cell}: {len(trained.seeds)} network(s), seeds {trained.seeds}; interval half-widths "

@@ -11,6 +11,7 @@ from pipeline import artifacts
 from pipeline.data import batches, tokens
 from pipeline.evaluation import heldout, metrics
 from pipeline.inference import translator
+from pipeline.models import initializers
 from pipeline.models.seq2seq import Seq2Seq
 from pipeline.models.store import save_model
 from pipeline.params import Params, model_kwargs
@@ -38,8 +39,9 @@ def setup(params: Params, cell: str) -> tuple[Job, dict]:
                                t.start_decay_step)
     tx = optim.make_optimizer(rate, t.clip_norm, optimizer=t.optimizer, rmsprop_decay=t.rmsprop_decay)
     example = (example["src"], example["src_len"], example["trg"][:, :-1])
-    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0)
-    loss_fn = nmt_loss(model, t.label_smoothing, t.loss_normalization)
+    state = steps.create_state(model, init_key, tx, *example, ema=t.ema_decay > 0,
+                               redraw=initializers.scheme(p.model, cell))
+    loss_fn = nmt_loss(model, t.label_smoothing, t.loss_normalization, positions=p.data.max_len + 1)
     eval_step = heldout.make_eval_step(loss_fn)
     valid = [b for _, b in batches.eval_batches(valid_arrays, p.data.buckets, p.decode.batch_size)]
     greedy = translator.make_translator(model, p.decode.max_len_factor)

@@ -23,6 +23,7 @@ from pipeline.data import batches, windows
 from pipeline.errors import PipelineError
 from pipeline.evaluation import conformal, heldout
 from pipeline.inference import forecasting
+from pipeline.models import initializers
 from pipeline.models.forecaster import Forecaster
 from pipeline.params import Forecast as ForecastParams
 from pipeline.params import model_kwargs
@@ -72,14 +73,14 @@ def make_job(p: ForecastParams, cell: str, series: np.ndarray, train_starts: np.
 
     def normalised(starts):
         inputs, targets = windows.gather(series, starts, p.data.input_len, p.data.output_len, p.data.targets)
-        return windows.normalize(inputs, targets)[:2]
+        return windows.normalize(inputs, targets, p.data.std_factor)[:2]
 
     inputs_n, targets_n = normalised(train_starts)
     config = model_config(p, cell)
     init_key, fit_key = jax.random.split(jax.random.key(seed))
     with _COMPILED_LOCK:  # the twins' thread and this one share one entry
         model, rate, tx, loss_fn, train_step = _compiled(Forecaster(**config), dataclasses.replace(t, seed=0))
-    state = steps.create_state(model, init_key, tx, inputs_n[:2])
+    state = steps.create_state(model, init_key, tx, inputs_n[:2], redraw=initializers.scheme(p.model, cell))
     rng = np.random.default_rng(seed)
     stream = ({"inputs": inputs_n[idx], "targets": targets_n[idx]}
               for idx in batches.window_batches(len(inputs_n), t.batch_size, rng))
@@ -95,7 +96,10 @@ def make_job(p: ForecastParams, cell: str, series: np.ndarray, train_starts: np.
             return {"valid_loss": heldout.scores(eval_step, prm, held)["loss"]}
 
     job = Job(state, train_step, stream, fit_key, options, evaluate, learning_rate=rate)
-    return job, {"model": config, "features": list(p.data.features), "input_len": p.data.input_len}
+    saved = {"model": config, "features": list(p.data.features), "input_len": p.data.input_len}
+    if p.data.std_factor != 1.0:  # how forecasting.predict must scale its windows
+        saved["std_factor"] = p.data.std_factor
+    return job, saved
 
 
 def member_seeds(t) -> list[int]:
@@ -108,7 +112,9 @@ class Calibrated:
     """An ensemble and its intervals: ``members`` (one parameter tree per seed of
     ``seeds``), the model ``config``, the interval ``widths`` per level <float64>[horizon]
     in units of a window's naive scale for the ensemble's mean and ``single_widths`` for
-    the first member alone, and the ``calibration`` windows' first and last start."""
+    the first member alone (both for the first forecast series), ``series_widths`` the
+    ensemble's widths for every forecast series (the first is ``widths``), each in units
+    of that series' own naive scale, and the ``calibration`` windows' first and last start."""
 
     members: list[Any]
     seeds: list[int]
@@ -116,6 +122,7 @@ class Calibrated:
     widths: dict[int, np.ndarray]
     single_widths: dict[int, np.ndarray]
     calibration: tuple[int, int]
+    series_widths: tuple[dict[int, np.ndarray], ...] = ()
 
 
 class CalibrationError(PipelineError, ValueError):
@@ -164,10 +171,13 @@ def train_calibrated(p: ForecastParams, cell: str, series: np.ndarray, train_sta
         twins = [job.result()[0] for job in twin_jobs]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon)
-    twin_pred = forecasting.forecast_members(Forecaster(**config["model"]), twins, cal_inputs)[..., 0]
+    cal_inputs, cal_truth = windows.gather(series, calibration, input_len, horizon, p.data.targets)
+    twin_pred = forecasting.forecast_members(Forecaster(**config["model"]), twins, cal_inputs,
+                                             forecasting.std_factor(config))
     config = {**config, "kernel": recurrent_kernel(p, cell, cal_inputs)}
-    scale = windows.naive_scale(cal_inputs)
-    return Calibrated(members, seeds, config, conformal.calibrate(twin_pred.mean(axis=0), cal_truth[..., 0], scale),
-                      conformal.calibrate(twin_pred[0], cal_truth[..., 0], scale),
-                      (int(calibration[0]), int(calibration[-1])))
+    by_series = tuple(
+        conformal.calibrate(twin_pred[..., j].mean(axis=0), cal_truth[..., j], windows.naive_scale(cal_inputs, j))
+        for j in range(p.data.targets))
+    single = conformal.calibrate(twin_pred[0, ..., 0], cal_truth[..., 0], windows.naive_scale(cal_inputs))
+    return Calibrated(members, seeds, config, by_series[0], single, (int(calibration[0]), int(calibration[-1])),
+                      by_series)

@@ -36,7 +36,7 @@ def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[
     return {"sum": jnp.sum(nll * mask), "count": jnp.sum(mask), "correct": jnp.sum(hits * mask)}
 
 
-def nmt_loss(model, label_smoothing: float = 0.0, normalize: str = "token") -> LossFn:
+def nmt_loss(model, label_smoothing: float = 0.0, normalize: str = "token", positions: int = 0) -> LossFn:
     """Teacher-forced token cross-entropy; padding beyond ``trg_len`` is masked.
 
     With ``label_smoothing`` the training loss spreads that much probability mass
@@ -45,10 +45,14 @@ def nmt_loss(model, label_smoothing: float = 0.0, normalize: str = "token") -> L
     ``normalize`` says what the training loss is averaged over: ``token`` (every target
     position of the batch) or ``sentence`` (summed over each sentence's tokens, averaged over
     the batch's sentences: tensorflow/nmt's ``reduce_sum(crossent * weights) / batch_size``,
-    whose updates are about a sentence's length larger).
+    whose updates are about a sentence's length larger) or ``padded`` (the sum over
+    ``batch × positions``: Keras's mean over one-hot targets padded to the longest
+    sentence, where a padded position scores 0).
     """
-    if normalize not in ("token", "sentence"):
+    if normalize not in ("token", "sentence", "padded"):
         raise ValueError(f"unknown loss normalisation {normalize!r}")
+    if normalize == "padded" and positions < 1:
+        raise ValueError("the padded loss normalisation needs the padded width (positions)")
 
     def loss_fn(params, batch, carry, key, train):
         trg = batch["trg"]
@@ -65,6 +69,8 @@ def nmt_loss(model, label_smoothing: float = 0.0, normalize: str = "token") -> L
             total = jnp.sum(smoothed * mask)
         if train and normalize == "sentence":
             return total / trg.shape[0], (carry, stats)
+        if train and normalize == "padded":
+            return total / (trg.shape[0] * positions), (carry, stats)
         return total / jnp.maximum(stats["count"], 1.0), (carry, stats)
 
     return loss_fn

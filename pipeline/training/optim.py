@@ -6,12 +6,15 @@ import jax
 import optax
 
 BIASES = ("bias", "bi", "bh", "out_bias")  # flax Dense biases; pipeline.models.rnn's gate biases
+# never regularised either: the notebook forecaster's output gain (its "Output_ScaleFactor")
+UNREGULARISED = (*BIASES, "output_scale")
 
 
 def weights_only(params):
     """A mask of ``params``: True for weights, False for biases (by parameter name), so
     L2 regularisation leaves the biases alone, as the seed notebook's did."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) not in BIASES, params)
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) not in UNREGULARISED,
+                                            params)
 
 
 def make_schedule(learning_rate: float, schedule: str = "constant", steps: int = 0,

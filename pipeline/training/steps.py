@@ -7,6 +7,7 @@ and so the configuration are bound by closure.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,12 +34,17 @@ class TrainState(train_state.TrainState):
         return self.params if self.ema is None else self.ema
 
 
-def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False) -> TrainState:
+def create_state(model, key: jax.Array, tx, *example_inputs, ema: bool = False,
+                 redraw: Callable[[Any, jax.Array], Any] | None = None) -> TrainState:
     """Initialise parameters from ``key`` by tracing the model on example inputs; with
+    ``redraw`` (:func:`pipeline.models.initializers.redraw` with its scheme bound), a
+    tutorial's initial weights replace the modules' own, drawn from ``key`` folded; with
     ``ema``, the moving average starts at them (:func:`make_train_step` updates it)."""
     # One compiled program: run op by op, initialisation compiles a hundred one-op
     # programs (3.3 s of the translator's 5.9 s on 2 cores).
     params = _init(model, key, *example_inputs)
+    if redraw is not None:
+        params = redraw(params, jax.random.fold_in(key, 1))
     # Separate int32 buffers: the train step donates the state (a buffer donated twice
     # fails), and a checkpoint restores into this state's dtypes (the step as a Python
     # int would come back as int64).
