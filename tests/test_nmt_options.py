@@ -353,3 +353,39 @@ def test_cell_input_dropout_leaves_the_output_layer_undropped(dropout_on, output
                                     rngs={"dropout": jax.random.key(1)})).reshape(-1, 13)
     rows_equal = np.allclose(logits, logits[:1])
     assert rows_equal == output_dropped
+
+
+def test_cell_input_dropout_draws_its_own_mask_for_each_direction_of_the_encoder():
+    """tensorflow/nmt wraps the forward and the backward cell each in its own DropoutWrapper."""
+    import flax.linen as nn
+
+    from pipeline.models.rnn import StackedRNN
+
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, StackedRNN) and context.method_name == "__call__":
+            seen.append((args[0], kwargs.get("x_reverse")))
+        return next_fun(*args, **kwargs)
+
+    src, src_len, trg = jnp.array([[5, 6, 3, 0], [4, 4, 4, 3]]), jnp.array([3, 4]), jnp.array([[2, 7, 8]] * 2)
+    for dropout_on, apart in (("cell_inputs", True), ("layers", False)):
+        model = Seq2Seq(src_vocab=11, trg_vocab=13, cell="lstm", embed=6, hidden=8, layers=2, encoder_layers=1,
+                        bidirectional=True, attention="scaled", input_feeding=True, dropout=0.5, bridge="copy",
+                        dropout_on=dropout_on)
+        params = model.init(jax.random.key(0), src, src_len, trg)["params"]
+        seen.clear()
+        with nn.intercept_methods(record):
+            model.apply({"params": params}, src, src_len, trg, train=True, rngs={"dropout": jax.random.key(1)})
+        (x, x_reverse), = seen
+        assert (x_reverse is not None) == apart
+        if apart:
+            assert not np.array_equal(np.asarray(x) == 0, np.asarray(x_reverse) == 0)  # two masks
+
+    layer = StackedRNN("lstm", 4, 1, bidirectional=True)
+    x = jax.random.normal(jax.random.key(2), (2, 5, 3))
+    weights = layer.init(jax.random.key(3), x)
+    (same,), y_same = layer.apply(weights, x)
+    (other,), y_other = layer.apply(weights, x, x_reverse=x * 0.5)
+    np.testing.assert_array_equal(y_same[..., :4], y_other[..., :4])  # the forward direction reads x
+    assert not np.allclose(y_same[..., 4:], y_other[..., 4:])  # the backward one reads x_reverse
