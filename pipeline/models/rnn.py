@@ -493,9 +493,11 @@ class LayerWeights(nn.Module):
 class StackedRNN(nn.Module):
     """Stacked (optionally bidirectional) layers with dropout between them.
 
-    ``__call__(x, mask, carries, train) -> (carries, ys)``; ``carries`` is a list with one
-    carry per layer (per layer a ``(forward, backward)`` pair when bidirectional), and
-    ``ys`` is <f32>[batch, time, hidden * (2 if bidirectional else 1)].
+    ``__call__(x, mask, carries, train, x_reverse) -> (carries, ys)``; ``carries`` is a
+    list with one carry per layer (per layer a ``(forward, backward)`` pair when
+    bidirectional), and ``ys`` is <f32>[batch, time, hidden * (2 if bidirectional else 1)].
+    ``x_reverse`` (bidirectional only) is the first backward layer's own input, where it
+    differs from the forward one's ``x`` (a dropout mask drawn per direction).
     """
 
     cell: Cell
@@ -508,7 +510,8 @@ class StackedRNN(nn.Module):
     forget_bias: float = 1.0  # the LSTM forget gate's initial bias, every layer
 
     @nn.compact
-    def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False):
+    def __call__(self, x, mask=None, carries: Sequence[Carry] | None = None, train: bool = False,
+                 x_reverse: jax.Array | None = None):
         carries = list(carries) if carries is not None else [None] * self.layers
         out_carries = []
         if use_cudnn(self.kernel, self.cell, self.precision):
@@ -522,10 +525,17 @@ class StackedRNN(nn.Module):
                 if carry is None:
                     zeros = [zero_carry(self.cell, x.shape[0], self.hidden) for _ in names]
                     carry = tuple(zeros) if self.bidirectional else zeros[0]
-                carry, x = cudnn.layer(weights, carry, x, mask)
+                if i == 0 and x_reverse is not None:
+                    # cuDNN runs both directions on one input: run it on each, keep each's own direction
+                    (c_fw, _), y_fw = cudnn.layer(weights, carry, x, mask)
+                    (_, c_bw), y_bw = cudnn.layer(weights, carry, x_reverse, mask)
+                    carry, x = (c_fw, c_bw), jnp.concatenate([y_fw[..., : self.hidden], y_bw[..., self.hidden :]], -1)
+                else:
+                    carry, x = cudnn.layer(weights, carry, x, mask)
                 out_carries.append(carry)
             return out_carries, x
         x = jnp.swapaxes(x, 0, 1)  # time-major through the whole stack: one transpose each way
+        x_bw = None if x_reverse is None else jnp.swapaxes(x_reverse, 0, 1)
         if mask is not None:
             mask = jnp.swapaxes(mask, 0, 1)[:, :, None]
         for i in range(self.layers):
@@ -538,7 +548,7 @@ class StackedRNN(nn.Module):
                               kernel=self.kernel, forget_bias=self.forget_bias, name=f"layer{i}_reverse")
                 c_fw, c_bw = carries[i] if carries[i] is not None else (None, None)
                 c_fw, y_fw = fw(x, mask, c_fw)
-                c_bw, y_bw = bw(x, mask, c_bw)
+                c_bw, y_bw = bw(x if i > 0 or x_bw is None else x_bw, mask, c_bw)
                 out_carries.append((c_fw, c_bw))
                 x = jnp.concatenate([y_fw, y_bw], axis=-1)
             else:

@@ -17,7 +17,8 @@
 - dropout (``dropout_on``): on the embeddings, between layers and before the output layer
   (``"layers"``), or on every cell's input and not before the output layer
   (``"cell_inputs"``, tensorflow/nmt's ``DropoutWrapper``; the fed attentional vector is
-  part of the first decoder cell's input).
+  part of the first decoder cell's input, and a bidirectional encoder's two directions
+  draw their own masks over the embeddings).
 
 The decoder state is ``(carries, feed)`` where ``feed`` is the last attentional vector
 <f32>[batch, hidden]; ``decode_step`` maps ``(state, token) -> (state, logits)``, the
@@ -127,8 +128,12 @@ class Seq2Seq(nn.Module):
             initial ``(carries, feed)``.
         """
         mask = jnp.arange(src.shape[1])[None, :] < src_len[:, None]
-        x = self.drop(self.src_embed(src), deterministic=not train)
-        enc_carries, memory = self.encoder(x, mask, train=train)
+        embedded = self.src_embed(src)
+        x = self.drop(embedded, deterministic=not train)
+        # tensorflow/nmt wraps each direction's cell in its own DropoutWrapper: its own mask
+        own = self.dropout_on == "cell_inputs" and self.bidirectional
+        x_reverse = self.drop(embedded, deterministic=not train) if own else None
+        enc_carries, memory = self.encoder(x, mask, train=train, x_reverse=x_reverse)
         if self.bridge == "copy":
             # one decoder layer per final state: a bidirectional layer's forward, then its backward
             carries = [c for pair in enc_carries for c in pair] if self.bidirectional else list(enc_carries)
