@@ -313,6 +313,7 @@ def test_std_factor_and_initializer_reach_training_and_forecasting(tiny_params_d
     scaled_x = ((x - x.mean(axis=1, keepdims=True)) / (2.5 * spread)).astype(np.float32)
     assert any(np.allclose(batch["inputs"][0], w, atol=1e-5) for w in scaled_x)  # 2.5 standard deviations
     assert config["std_factor"] == 2.5
+    assert config["model"]["architecture"] == "notebook" and "w_out" in job.state.params  # the notebook's model
     hidden = p.model.hidden
     for part in ("encoder", "decoder"):
         bias = np.asarray(job.state.params[part]["layer0"]["bi"])
